@@ -1,0 +1,54 @@
+"""``python experiments/run.py CONFIG [key.sub=value ...] [--stages data,train,sample,evaluate]``.
+
+CONFIG is a YAML file or an existing run directory (its saved ``config.yaml`` is used, so a run can
+be resumed or evaluated again from it).
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .config import ConfigError, dump_config, load_config
+from .experiment import STAGES
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="experiments/run.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="experiment YAML, or a run directory holding config.yaml")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.epochs=10 ray.num_workers=2")
+    p.add_argument("--stages", default=",".join(STAGES),
+                   help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
+    p.add_argument("--print-config", action="store_true", help="validate, print the resolved config and exit")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from .runtime import log, package_dir
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    path = Path(args.config)
+    if path.is_dir():
+        path = path / "config.yaml"
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    try:
+        if unknown:
+            raise ConfigError(f"--stages: unknown stage(s) {unknown}; allowed: {', '.join(STAGES)}")
+        cfg = load_config(path, args.overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(dump_config(cfg), end="")
+        return 0
+    import moldiff
+    from .experiment import run_experiment
+
+    log(f"moldiff {moldiff.__version__} from {package_dir()}")
+    command = "python experiments/run.py " + " ".join(shlex.quote(a) for a in argv)
+    run_experiment(cfg, stages, command=command, log=log)
+    return 0

@@ -1,0 +1,309 @@
+"""Typed experiment configuration: schema, YAML loading and dotted command-line overrides.
+
+One YAML file per experiment (``experiments/configs/*.yaml``) is validated against
+:class:`ExperimentConfig` before anything starts. Unknown keys, wrong types and out-of-range
+values raise :class:`ConfigError` naming the file, the key path and what is allowed.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal, Optional, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported with the file and the dotted key path."""
+
+
+class _Section(BaseModel):
+    # extra="forbid": a typo in a key is an error, never a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------- data
+
+
+class MCMCConfig(_Section):
+    """Many independent MALA chains; each saved frame is an equilibrium sample after burn-in."""
+
+    n_chains: int = Field(256, ge=2)
+    burn_in: int = Field(4000, ge=0, description="MALA steps discarded per chain")
+    n_steps: int = Field(4000, ge=1, description="MALA steps after burn-in per chain")
+    save_every: int = Field(100, ge=1, description="stride between saved frames")
+    step_size: float = Field(5e-4, gt=0, description="MALA step h: x' = x + h F/kT + sqrt(2h) xi")
+    init_spacing: float = Field(1.1, gt=0, description="lattice spacing of the initial cluster")
+    n_tasks: int = Field(2, ge=1, description="Ray tasks the chains are split over")
+
+
+class LJSource(_Section):
+    """Lennard-Jones cluster of the PSM paper (r_m = 1, tau = 1) plus the harmonic term."""
+
+    n_particles: int = Field(13, ge=2, le=2000)
+    pair_convention: Literal["double", "single"] = Field(
+        "double",
+        description="double: ordered double sum without 1/2 (c=2, public LJ benchmark data); "
+        "single: each pair once (c=1, the paper's formula read literally)",
+    )
+    harmonic_k: float = Field(1.0, ge=0, description="strength of 0.5 k sum |x_i - x_mean|^2")
+    kT: float = Field(1.0, gt=0)
+    reference: MCMCConfig = MCMCConfig()
+
+
+class NpzSource(_Section):
+    """An MD17/MD22 ``.npz`` trajectory (keys R, z, E, F; Angstrom, kcal/mol, kcal/mol/A)."""
+
+    path: str
+    kT: float = Field(1.0, gt=0, description="thermal energy in the file's energy unit")
+
+
+class ParquetSource(_Section):
+    """A moldiff Parquet dataset directory (``data.parquet`` + ``manifest.json``)."""
+
+    path: str
+
+
+class TrainSetConfig(_Section):
+    """Which frames the model is trained on."""
+
+    selection: Literal["random_subset", "first_frames", "all"] = Field(
+        "random_subset",
+        description="random_subset: unbiased iid frames; first_frames: the first N frames of one "
+        "chain/trajectory (biased); all: every frame of the source",
+    )
+    n_frames: int = Field(1000, ge=1)
+    save_every: int = Field(1, ge=1, description="first_frames on LJ: stride of the single chain")
+    chain_start: Literal["lattice", "equilibrated"] = Field(
+        "lattice", description="first_frames on LJ: where the single chain starts"
+    )
+    data_kT: Optional[float] = Field(
+        None, gt=0, description="LJ only: sample the training frames at this kT (a cold, biased set); "
+        "energies and forces are still those of the system"
+    )
+
+
+class DataConfig(_Section):
+    source: Literal["lj", "npz", "parquet"] = "lj"
+    root: str = Field("data", description="cache directory for generated datasets")
+    seed: int = Field(0, description="seed of data generation and subset selection (kept apart from "
+                      "the training seed so that training seeds share one dataset)")
+    lj: Optional[LJSource] = None
+    npz: Optional[NpzSource] = None
+    parquet: Optional[ParquetSource] = None
+    train: TrainSetConfig = TrainSetConfig()
+    materialize: bool = Field(
+        True, description="load the training set into the object store before training starts "
+        "(keeps Ray Data from starving when Train workers hold every CPU)"
+    )
+
+    @model_validator(mode="after")
+    def _source_section_present(self):
+        if getattr(self, self.source) is None:
+            if self.source == "lj":
+                self.lj = LJSource()
+            else:
+                raise ValueError(f"data.source is '{self.source}' but the section data.{self.source} is missing")
+        return self
+
+
+# ---------------------------------------------------------------------------------- model etc.
+
+
+class ModelConfig(_Section):
+    backbone: Literal["egnn"] = "egnn"
+    hidden: int = Field(64, ge=4, le=4096)
+    layers: int = Field(4, ge=1, le=32)
+    time_embedding: int = Field(32, ge=2, le=1024, description="sinusoidal features of t")
+    cutoff: Optional[float] = Field(None, gt=0, description="radius graph cutoff; null = fully connected")
+    input_scaling: bool = Field(
+        True, description="feed x_t * sigma_data / sqrt(alpha^2 sigma_data^2 + sigma^2) so the network "
+        "sees coordinates at the data's scale at every noise level"
+    )
+    max_atomic_number: int = Field(100, ge=1, le=118)
+
+
+class DiffusionConfig(_Section):
+    process: Literal["ve", "vp"] = "ve"
+    sigma_min: float = Field(0.01, gt=0, description="VE")
+    sigma_max: float = Field(8.0, gt=0, description="VE")
+    beta_min: float = Field(0.1, gt=0, description="VP")
+    beta_max: float = Field(20.0, gt=0, description="VP")
+    t_min: float = Field(1e-5, ge=0, lt=0.5, description="lower clamp of diffusion time")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.sigma_min >= self.sigma_max:
+            raise ValueError(f"diffusion.sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
+        if self.beta_min >= self.beta_max:
+            raise ValueError(f"diffusion.beta_min ({self.beta_min}) must be below beta_max ({self.beta_max})")
+        return self
+
+
+class ObjectiveConfig(_Section):
+    name: Literal["dsm"] = "dsm"
+
+
+class TrainingConfig(_Section):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(5e-4, gt=0, le=1.0)
+    weight_decay: float = Field(5e-7, ge=0)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = Field(100, ge=0)
+    grad_clip: Optional[float] = Field(10.0, gt=0)
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="0 disables the EMA copy")
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1)
+    cache_shard: bool = Field(
+        True, description="pull the worker's shard through Ray Data once and reshuffle it locally "
+        "every epoch (for datasets that fit in memory)"
+    )
+
+
+class SamplingConfig(_Section):
+    sampler: Literal["em", "pc"] = "pc"
+    n_steps: int = Field(1000, ge=1)
+    n_corrector: int = Field(1, ge=0)
+    snr: float = Field(0.16, gt=0)
+    final_denoise: bool = True
+    n_samples: int = Field(1000, ge=1, description="samples per seed")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    batch_size: int = Field(250, ge=1, description="molecules per actor call")
+    use_ema: bool = True
+
+
+class EvaluationConfig(_Section):
+    distance_bins: int = Field(200, ge=2)
+    energy_bins: int = Field(50, ge=2)
+    max_reference: int = Field(20000, ge=10, description="cap on reference frames used by the metrics")
+    w2_samples: int = Field(1000, ge=2, description="samples per side of the exact W2 assignment")
+
+
+class RayConfig(_Section):
+    address: Optional[str] = Field(
+        None, description="cluster address; null = RAY_ADDRESS if set, else an embedded local Ray"
+    )
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP)")
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    num_sampling_actors: int = Field(2, ge=1)
+    cpus_per_actor: float = Field(1.0, gt=0)
+    torch_threads: int = Field(1, ge=1, description="torch threads in every worker and actor")
+    storage_path: Optional[str] = Field(
+        None, description="Ray Train storage; default <run_dir>/ray. Must be shared storage on multi-node"
+    )
+    num_cpus: Optional[int] = Field(None, ge=1, description="embedded local Ray only")
+    object_store_memory: Optional[int] = Field(None, ge=78643200, description="embedded local Ray only (bytes)")
+    worker_start_timeout_s: int = Field(300, ge=10)
+
+
+class ExperimentConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    seed: int = 0
+    output_dir: str = "runs"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    diffusion: DiffusionConfig = DiffusionConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    training: TrainingConfig = TrainingConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    ray: RayConfig = RayConfig()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir).expanduser().resolve() / self.name
+
+
+# ------------------------------------------------------------------------------ loading/errors
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form key.sub=value")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in path):
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({err})") from None
+    return path, value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Set ``key.sub=value`` overrides on a raw config dict (values parsed as YAML scalars/lists)."""
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = _parse_override(text)
+        node = out
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{text}': '{'.'.join(path[:i + 1])}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def _section_model(loc: tuple) -> Optional[type[BaseModel]]:
+    """The pydantic model that owns the field at ``loc`` (to list allowed keys)."""
+    model: Any = ExperimentConfig
+    for part in loc[:-1]:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        if get_origin(ann) is not None:  # Optional[X] -> X
+            ann = next((a for a in get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        model = ann
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        loc = tuple(str(p) for p in e["loc"])
+        key = ".".join(loc) or "<root>"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            owner = _section_model(loc)
+            allowed = sorted(owner.model_fields) if owner else []
+            msg = f"unknown key; allowed keys here: {', '.join(allowed)}"
+        elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], dict):
+            msg += f" (got {e['input']!r})"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment config, apply overrides, and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return validate_config(apply_overrides(raw, overrides or []), source=str(path))
+
+
+def validate_config(raw: dict, source: str = "<dict>") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,114 @@
+"""Judge samples against the reference: distance TVD, h(r) MAE, energy TVD, W2, and the noise floor.
+
+The reference is split into two independent halves by independence group (MCMC chain parity):
+half A is what samples are compared with; half B, subsampled to the sample size, gives the noise
+floor, the value of each metric between two independent draws from the true distribution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from .config import ExperimentConfig
+from .data.store import read_dataset, stacked_positions
+from .metrics.distributions import distance_tvd, energy_tvd, hr_mae, wasserstein2
+
+METRIC_ORDER = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "distance_frac_outside", "energy_frac_outside",
+                "diverged_fraction", "median_energy")
+
+
+@dataclass
+class ReferenceSplit:
+    a: np.ndarray          # compared against
+    b: np.ndarray          # independent draw for the noise floor
+    how: str
+
+
+def split_reference(table, max_frames: int, seed: int) -> ReferenceSplit:
+    pos = stacked_positions(table)
+    rng = np.random.default_rng(seed)
+    if "group" in table.column_names and len(np.unique(table.column("group").to_numpy())) > 1:
+        group = table.column("group").to_numpy()
+        a_idx, b_idx = np.flatnonzero(group % 2 == 0), np.flatnonzero(group % 2 == 1)
+        how = "independent chains: even chains vs odd chains"
+    else:
+        half = len(pos) // 2
+        a_idx, b_idx = np.arange(half), np.arange(half, len(pos))
+        how = "one trajectory: first half vs second half (not fully independent)"
+    a_idx = np.sort(rng.permutation(a_idx)[:max_frames])
+    b_idx = np.sort(rng.permutation(b_idx)[:max_frames])
+    return ReferenceSplit(pos[a_idx], pos[b_idx], how)
+
+
+def metric_set(pos: np.ndarray, ref: np.ndarray, cfg: ExperimentConfig, energy_fn, ref_energy, seed: int) -> dict:
+    ev = cfg.evaluation
+    out = {}
+    out["distance_tvd"], out["distance_frac_outside"] = distance_tvd(pos, ref, ev.distance_bins)
+    out["hr_mae"] = hr_mae(pos, ref, ev.distance_bins)
+    if energy_fn is not None:
+        e = energy_fn(pos)
+        out["energy_tvd"], out["energy_frac_outside"] = energy_tvd(e, ref_energy, ev.energy_bins)
+        finite = e[np.isfinite(e)]
+        out["median_energy"] = float(np.median(finite)) if finite.size else float("nan")
+    out["w2"] = wasserstein2(pos, ref, max_points=ev.w2_samples, seed=seed)
+    return out
+
+
+def _summary(values: list[float]) -> dict:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+            "per_seed": [float(v) for v in arr]}
+
+
+def evaluate(cfg: ExperimentConfig, reference_path, train_path, samples: dict[int, np.ndarray],
+             energy_fn: Optional[Callable[[np.ndarray], np.ndarray]], log: Callable[[str], None] = print,
+             diverged: Optional[dict[int, float]] = None) -> dict:
+    """Metrics per seed (mean ± std), noise floor, and the training set's own distance to the reference.
+
+    ``diverged``: fraction of each seed's samples that the sampler lost to NaN/inf (reported as
+    ``diverged_fraction``; those samples are not in ``samples``)."""
+    ref_table, ref_manifest = read_dataset(reference_path, validate=False)
+    split = split_reference(ref_table, cfg.evaluation.max_reference, cfg.data.seed)
+    ref_energy = energy_fn(split.a) if energy_fn is not None else None
+    log(f"[evaluate] reference: {len(split.a)} frames (A) + {len(split.b)} (B); {split.how}")
+    per_seed, floor = {}, {}
+    n = min(len(s) for s in samples.values())
+    for seed, pos in sorted(samples.items()):
+        per_seed[seed] = metric_set(pos, split.a, cfg, energy_fn, ref_energy, seed)
+        per_seed[seed]["diverged_fraction"] = float((diverged or {}).get(seed, 0.0))
+        b = split.b[np.random.default_rng(seed).permutation(len(split.b))[:len(pos)]]
+        floor[seed] = metric_set(b, split.a, cfg, energy_fn, ref_energy, seed)
+        floor[seed]["diverged_fraction"] = 0.0
+        log(f"[evaluate] seed {seed}: distance TVD {per_seed[seed]['distance_tvd']:.4f} "
+            f"(floor {floor[seed]['distance_tvd']:.4f}), h(r) MAE {per_seed[seed]['hr_mae']:.4f}")
+    train_table, _ = read_dataset(train_path, validate=False)
+    train_pos = stacked_positions(train_table)
+    train_metrics = metric_set(train_pos, split.a, cfg, energy_fn, ref_energy, 0)
+    train_metrics["diverged_fraction"] = 0.0
+    names = [m for m in METRIC_ORDER if m in per_seed[next(iter(per_seed))]]
+    return {
+        "experiment": cfg.name,
+        "seeds": sorted(samples),
+        "n_samples": n,
+        "n_reference": len(split.a),
+        "n_noise_floor_set": min(len(split.b), n),
+        "n_train": len(train_pos),
+        "reference_split": split.how,
+        "units": ref_manifest.units,
+        "metrics": {m: _summary([per_seed[s][m] for s in sorted(per_seed)]) for m in names},
+        "noise_floor": {m: _summary([floor[s][m] for s in sorted(floor)]) for m in names},
+        "train_set": {m: float(train_metrics[m]) for m in names},
+    }
+
+
+def results_table(metrics: dict) -> str:
+    """Markdown table: metric | samples (mean ± std over seeds) | noise floor | training set."""
+    lines = ["| metric | samples (mean ± std) | noise floor (mean ± std) | training set |",
+             "|---|---|---|---|"]
+    for name, s in metrics["metrics"].items():
+        f = metrics["noise_floor"][name]
+        lines.append(f"| {name} | {s['mean']:.4f} ± {s['std']:.4f} | {f['mean']:.4f} ± {f['std']:.4f} | "
+                     f"{metrics['train_set'][name]:.4f} |")
+    return "\n".join(lines)

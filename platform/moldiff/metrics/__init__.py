@@ -1,0 +1,1 @@
+"""Metrics: pure functions on numpy arrays that return floats."""

@@ -1,0 +1,4 @@
+"""What a backbone becomes: the networks objectives train and samplers call."""
+from .registry import build_model
+
+__all__ = ["build_model"]

@@ -1,0 +1,1 @@
+"""Backbones (equivariant graph networks) and the graphs they run on."""

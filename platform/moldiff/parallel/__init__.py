@@ -1,0 +1,1 @@
+"""Ray actor pools for sampling (and later simulation and relaxation)."""

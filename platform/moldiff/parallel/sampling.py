@@ -1,0 +1,81 @@
+"""Sampling in parallel Ray actors that each load the checkpoint once.
+
+Work is cut into chunks of ``sampling.batch_size`` molecules; chunk k of seed s always uses the
+generator seeded by (s, k), so the samples do not depend on how many actors drew them.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import ray
+import torch
+
+from ..config import ExperimentConfig
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    return int(np.random.SeedSequence([seed, chunk, 7]).generate_state(1)[0])
+
+
+class SamplerWorker:
+    """Holds one model; ``sample`` draws a chunk of fixed-composition molecules."""
+
+    def __init__(self, checkpoint_dir: str, use_ema: bool, torch_threads: int, use_gpu: bool):
+        from ..train.checkpoint import load_model
+
+        torch.set_num_threads(torch_threads)
+        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.model, self.cfg, _ = load_model(checkpoint_dir, use_ema=use_ema)
+        self.model.to(self.device)
+
+    def sample(self, z: np.ndarray, n: int, seed: int, label: str = "") -> np.ndarray:
+        from ..sampling.sde import sample_positions, template_batch
+
+        s = self.cfg.sampling
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        report_every = max(1, s.n_steps // 4)
+        t0 = time.time()
+
+        def progress(i, total):
+            if i % report_every == 0 and label:
+                print(f"[sample {label}] step {i}/{total} ({time.time() - t0:.0f}s)", flush=True)
+
+        x = sample_positions(self.model, self.model.schedule, template_batch(z, n).to(self.device),
+                             sampler=s.sampler, n_steps=s.n_steps, n_corrector=s.n_corrector, snr=s.snr,
+                             final_denoise=s.final_denoise, generator=gen, progress=progress)
+        return x.cpu().double().numpy().reshape(n, len(z), 3)
+
+
+def sample_with_actors(cfg: ExperimentConfig, checkpoint_dir: str, z: np.ndarray, seed: int,
+                       log: Callable[[str], None] = print) -> np.ndarray:
+    """``cfg.sampling.n_samples`` molecules of composition ``z`` -> [n, len(z), 3]."""
+    s, r = cfg.sampling, cfg.ray
+    chunks = [min(s.batch_size, s.n_samples - i) for i in range(0, s.n_samples, s.batch_size)]
+    n_actors = min(r.num_sampling_actors, len(chunks))
+    options = {"num_cpus": r.cpus_per_actor, "num_gpus": 1 if r.use_gpu else 0}
+    Actor = ray.remote(**options)(SamplerWorker)
+    actors = [Actor.remote(str(checkpoint_dir), s.use_ema, r.torch_threads, r.use_gpu) for _ in range(n_actors)]
+    t0 = time.time()
+    pending, results, next_chunk = {}, {}, 0
+    done = 0
+    while next_chunk < len(chunks) or pending:
+        for actor in actors:
+            if next_chunk < len(chunks) and actor not in pending.values():
+                ref = actor.sample.remote(z, chunks[next_chunk], chunk_seed(seed, next_chunk),
+                                          f"seed {seed} chunk {next_chunk + 1}/{len(chunks)}")
+                pending[ref] = actor
+                results[ref] = next_chunk
+                next_chunk += 1
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            pending.pop(ref)
+            done += chunks[results[ref]]
+            log(f"[sample] seed {seed}: {done}/{s.n_samples} molecules ({time.time() - t0:.0f}s)")
+    out = [None] * len(chunks)
+    for ref, idx in results.items():
+        out[idx] = ray.get(ref)
+    for actor in actors:
+        ray.kill(actor)
+    return np.concatenate(out)

@@ -1,0 +1,1 @@
+"""Reference potentials and engines that make and judge the data."""

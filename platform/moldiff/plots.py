@@ -1,0 +1,54 @@
+"""Plots of a run: h(r) and energy histograms of samples vs reference vs training set."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .metrics.distributions import hr_curve, pair_distances  # noqa: E402
+
+
+def plot_hr(path: Path, samples: np.ndarray, reference: np.ndarray, train: np.ndarray, title: str, bins: int = 200):
+    d_ref = pair_distances(reference)
+    edges = np.linspace(d_ref.min(), d_ref.max(), bins + 1)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(centres, hr_curve(reference, edges), color="black", lw=2, label=f"reference ({len(reference)})")
+    ax.plot(centres, hr_curve(train, edges), color="tab:orange", lw=1.2, ls="--", label=f"training set ({len(train)})")
+    ax.plot(centres, hr_curve(samples, edges), color="tab:blue", lw=1.2, label=f"samples ({len(samples)})")
+    ax.set_xlabel("pair distance r")
+    ax.set_ylabel("h(r)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_energy(path: Path, samples: np.ndarray, reference: np.ndarray, train: np.ndarray,
+                energy_fn: Callable[[np.ndarray], np.ndarray], title: str, bins: int = 50):
+    e_ref = energy_fn(reference)
+    lo, hi = np.percentile(e_ref, [0.1, 99.9])
+    span = hi - lo
+    edges = np.linspace(lo - 0.2 * span, hi + 0.2 * span, bins + 1)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for data, label, style in ((e_ref, "reference", dict(color="black", lw=2)),
+                               (energy_fn(train), "training set", dict(color="tab:orange", ls="--")),
+                               (energy_fn(samples), "samples", dict(color="tab:blue"))):
+        inside = data[(data >= edges[0]) & (data <= edges[-1])]
+        counts, _ = np.histogram(inside, bins=edges)
+        counts = counts / max(len(inside), 1) / np.diff(edges)
+        ax.step(0.5 * (edges[1:] + edges[:-1]), counts, where="mid",
+                label=f"{label} ({100 * len(inside) / len(data):.0f}% in range)", **style)
+    ax.set_xlabel("energy")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,56 @@
+"""Connecting to Ray: an existing cluster (``ray.address`` / ``RAY_ADDRESS``, e.g. inside
+``ray job submit``) or an embedded local Ray. The moldiff package is always shipped to the workers
+through ``runtime_env.py_modules``, so jobs work from a bare checkout without ``pip install``."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import moldiff
+
+from .config import RayConfig
+
+LOCAL_DEFAULTS = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def log(message: str) -> None:
+    print(f"[moldiff {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def package_dir() -> Path:
+    return Path(moldiff.__file__).resolve().parent
+
+
+def runtime_env(cfg: RayConfig) -> dict:
+    return {
+        "py_modules": [str(package_dir())],
+        "env_vars": {
+            "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(cfg.worker_start_timeout_s),
+            "OMP_NUM_THREADS": str(cfg.torch_threads),
+            # Train V2 copies every print of a worker into its own log records: lines appear twice
+            "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+        },
+    }
+
+
+def connect(cfg: RayConfig, quiet: bool = True):
+    """``ray.init`` against the configured cluster, or an embedded local one."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    kwargs = dict(runtime_env=runtime_env(cfg), logging_level="WARNING" if quiet else "INFO",
+                  log_to_driver=True)
+    if address:
+        log(f"connecting to Ray at {address}")
+        ray.init(address=address, **kwargs)
+    else:
+        for key, value in LOCAL_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        log("starting an embedded local Ray (set ray.address or RAY_ADDRESS to use a cluster)")
+        ray.init(num_cpus=cfg.num_cpus, object_store_memory=cfg.object_store_memory,
+                 include_dashboard=os.environ.get("MOLDIFF_DASHBOARD", "1") != "0", **kwargs)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    return ray

@@ -1,0 +1,1 @@
+"""Training with Ray Train: the per-worker loop, checkpoints and the driver side."""

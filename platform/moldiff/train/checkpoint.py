@@ -1,0 +1,97 @@
+"""Checkpoint directories: ``model.pt`` (weights + EMA), ``optimizer.pt``, ``meta.json``.
+
+Tensors are loaded with ``weights_only=True``; a missing or damaged file raises
+:class:`CheckpointError` naming it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+MODEL_FILE, OPTIMIZER_FILE, META_FILE = "model.pt", "optimizer.pt", "meta.json"
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def save_checkpoint(directory: str | Path, *, model_state: dict, ema_state: Optional[dict],
+                    optimizer_state: Optional[dict], scheduler_state: Optional[dict], meta: dict) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model_state, "ema": ema_state}, directory / MODEL_FILE)
+    if optimizer_state is not None:
+        torch.save({"optimizer": optimizer_state, "scheduler": scheduler_state}, directory / OPTIMIZER_FILE)
+    (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=float) + "\n")
+    return directory
+
+
+def _load(file: Path) -> Any:
+    if not file.is_file():
+        raise CheckpointError(f"{file}: checkpoint file missing")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for damaged files
+        raise CheckpointError(f"{file}: cannot load checkpoint ({type(err).__name__}: {err})") from None
+
+
+def load_meta(directory: str | Path) -> dict:
+    file = Path(directory) / META_FILE
+    if not file.is_file():
+        raise CheckpointError(f"{file}: checkpoint metadata missing (is {directory} a moldiff checkpoint?)")
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{file}: not valid JSON: {err}") from None
+
+
+def load_weights(directory: str | Path) -> dict:
+    return _load(Path(directory) / MODEL_FILE)
+
+
+def load_optimizer(directory: str | Path) -> Optional[dict]:
+    file = Path(directory) / OPTIMIZER_FILE
+    return _load(file) if file.exists() else None
+
+
+def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Copy a checkpoint directory into place atomically (temporary name, then rename)."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(src, tmp)
+    if dst.exists():
+        old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(dst, old)
+        os.replace(tmp, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dst)
+    return dst
+
+
+def load_model(directory: str | Path, use_ema: bool = True):
+    """Rebuild the model saved in a checkpoint directory (config and sigma_data from its meta)."""
+    from ..config import validate_config
+    from ..models import build_model
+
+    meta = load_meta(directory)
+    for key in ("config", "sigma_data"):
+        if key not in meta:
+            raise CheckpointError(f"{Path(directory) / META_FILE}: missing key '{key}'")
+    cfg = validate_config(meta["config"], source=str(Path(directory) / META_FILE))
+    model = build_model(cfg, meta["sigma_data"])
+    weights = load_weights(directory)
+    state = weights["ema"] if use_ema and weights.get("ema") is not None else weights["model"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{Path(directory) / MODEL_FILE}: weights do not fit the configured model: {err}") from None
+    model.eval()
+    return model, cfg, meta

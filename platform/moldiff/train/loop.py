@@ -1,0 +1,183 @@
+"""The Ray Train per-worker loop (runs on every worker; DDP when there are several).
+
+Rank 0 writes checkpoints and TensorBoard scalars; every rank reports each epoch (Ray Train's
+report is a barrier). Restoring is automatic: when the run's storage already holds a checkpoint,
+``ray.train.get_checkpoint()`` returns it and training continues from the next epoch.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from ..config import validate_config
+from ..data.batch import GraphBatch, collate_arrow
+from ..models import build_model
+from ..objectives import build_objective
+from .checkpoint import load_optimizer, load_weights, save_checkpoint
+from .ema import EMA
+from .optim import build_optimizer, build_scheduler
+
+
+def epoch_seed(seed: int, rank: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
+
+
+class ShardBatches:
+    """Graph batches from this worker's Ray Data shard.
+
+    With ``cache=True`` the shard is pulled through Ray Data once, kept as one collated batch, and
+    reshuffled locally every epoch; every rank then runs exactly ``steps_per_epoch`` steps (DDP
+    needs equal step counts). Otherwise batches stream from the shard every epoch.
+    """
+
+    def __init__(self, shard, batch_size: int, steps_per_epoch: int, cache: bool, seed: int, rank: int):
+        self.shard, self.batch_size, self.steps_per_epoch = shard, batch_size, steps_per_epoch
+        self.cache, self.seed, self.rank = cache, seed, rank
+        self._all: Optional[GraphBatch] = None
+
+    def _load(self) -> GraphBatch:
+        tables = list(self.shard.iter_batches(batch_size=4096, batch_format="pyarrow"))
+        if not tables:
+            raise RuntimeError(f"training shard of rank {self.rank} is empty: fewer molecules than workers?")
+        return collate_arrow(pa.concat_tables(tables))
+
+    def epoch(self, epoch: int) -> Iterator[GraphBatch]:
+        if not self.cache:
+            for table in self.shard.iter_batches(batch_size=self.batch_size, batch_format="pyarrow", drop_last=True,
+                                                 local_shuffle_buffer_size=4 * self.batch_size,
+                                                 local_shuffle_seed=epoch_seed(self.seed, self.rank, epoch)):
+                yield collate_arrow(table)
+            return
+        if self._all is None:
+            self._all = self._load()
+        n = self._all.num_graphs
+        rng = np.random.default_rng(epoch_seed(self.seed, self.rank, epoch))
+        order = np.concatenate([rng.permutation(n) for _ in range(math.ceil(self.steps_per_epoch * self.batch_size / n))])
+        for i in range(self.steps_per_epoch):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield self._all.select(torch.as_tensor(idx))
+
+
+def _mean_across_workers(values: dict[str, float], world: int) -> dict[str, float]:
+    if world == 1 or not values:
+        return values
+    import torch.distributed as dist
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {k: float(v) / world for k, v in zip(keys, t)}
+
+
+def _quiet_ray_train_reports() -> None:
+    """Ray Train V2 logs every report (metrics and all) at INFO from an internal module logger."""
+    import logging
+    try:
+        from ray.train.v2._internal.execution import context
+        logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    except ImportError:   # the internal module moved: keep Ray's logging as it is
+        pass
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    _quiet_ray_train_reports()
+    cfg = validate_config(loop_config["config"], source="train_loop_config")
+    tc = cfg.training
+    torch.set_num_threads(cfg.ray.torch_threads)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(cfg.seed)                         # identical initial weights on every rank
+
+    model = build_model(cfg, loop_config["sigma_data"])
+    ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
+    start_epoch, step, restored = 0, 0, None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            import json
+            weights, restored = load_weights(d), load_optimizer(d)
+            meta = json.loads((Path(d) / "meta.json").read_text())
+        model.load_state_dict(weights["model"])
+        if ema is not None and weights.get("ema") is not None:
+            ema.load_state_dict(weights["ema"])
+        start_epoch, step = int(meta["epoch"]), int(meta["step"])
+    model = ray.train.torch.prepare_model(model)        # to device; DDP when world > 1
+    core = model.module if hasattr(model, "module") else model
+    if ema is not None:
+        ema.shadow = {k: v.to(device) for k, v in ema.shadow.items()}
+    total_steps = tc.epochs * loop_config["steps_per_epoch"]
+    optimizer = build_optimizer(model.parameters(), tc)
+    scheduler = build_scheduler(optimizer, tc, total_steps)
+    if restored is not None:
+        optimizer.load_state_dict(restored["optimizer"])
+        scheduler.load_state_dict(restored["scheduler"])
+    objective = build_objective(cfg)
+
+    batches = ShardBatches(ray.train.get_dataset_shard("train"), tc.batch_size, loop_config["steps_per_epoch"],
+                           tc.cache_shard, cfg.seed, rank)
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(Path(loop_config["run_dir"]) / "tensorboard"), purge_step=step or None)
+        if start_epoch:
+            print(f"[train] resuming from epoch {start_epoch} (step {step})", flush=True)
+    print_every = max(1, tc.epochs // 20)
+    generator = torch.Generator(device=device)
+
+    for epoch in range(start_epoch, tc.epochs):
+        generator.manual_seed(epoch_seed(cfg.seed, rank, epoch))
+        t0, sums, n_batches, n_mols = time.time(), {}, 0, 0
+        model.train()
+        for graphs in batches.epoch(epoch):
+            graphs = graphs.to(device)
+            loss, logs = objective(model, graphs, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip is not None:
+                logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update(core)
+            step += 1
+            n_batches += 1
+            n_mols += graphs.num_graphs
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if writer is not None and step % 10 == 0:
+                writer.add_scalar("train/loss_step", logs["loss"], step)
+        elapsed = time.time() - t0
+        metrics = _mean_across_workers({k: v / max(n_batches, 1) for k, v in sums.items()}, world)
+        metrics.update(epoch=epoch + 1, step=step, lr=scheduler.get_last_lr()[0],
+                       molecules_per_s=n_mols * world / max(elapsed, 1e-9))
+        is_last = epoch + 1 == tc.epochs
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if rank == 0:
+                for k, v in metrics.items():
+                    writer.add_scalar(f"train/{k}", v, step)
+                writer.flush()
+                if (epoch + 1) % tc.checkpoint_every == 0 or is_last:
+                    save_checkpoint(
+                        tmp, model_state=core.state_dict(), ema_state=None if ema is None else ema.state_dict(),
+                        optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
+                        meta={"epoch": epoch + 1, "step": step, "sigma_data": loop_config["sigma_data"],
+                              "config": loop_config["config"], "metrics": metrics},
+                    )
+                    ckpt = ray.train.Checkpoint.from_directory(tmp)
+                if (epoch + 1) % print_every == 0 or is_last or epoch == start_epoch:
+                    print(f"[train] epoch {epoch + 1}/{tc.epochs} step {step} loss {metrics.get('loss', float('nan')):.4f} "
+                          f"lr {metrics['lr']:.2e} {metrics['molecules_per_s']:.0f} mol/s", flush=True)
+            ray.train.report(metrics, checkpoint=ckpt)
+    if writer is not None:
+        writer.close()

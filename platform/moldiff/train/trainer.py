@@ -1,0 +1,73 @@
+"""Driver side of training: Ray Data dataset, TorchTrainer, and the run's final checkpoint."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import ExperimentConfig
+from ..data.sources import PreparedData
+from ..data.store import DATA_FILE, read_dataset
+from .checkpoint import copy_checkpoint
+from .loop import train_loop_per_worker
+
+FINAL_CHECKPOINT = Path("checkpoints") / "final"
+
+
+def coordinate_scale(train_path: Path) -> float:
+    """Per-coordinate std of the centred training positions (the model's sigma_data)."""
+    from ..data.store import positions
+    table, _ = read_dataset(train_path, validate=False)
+    centred = np.concatenate([p - p.mean(0) for p in positions(table)])
+    return float(centred.std())
+
+
+def storage_path(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.ray.storage_path).expanduser().resolve() if cfg.ray.storage_path else cfg.run_dir / "ray"
+
+
+def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] = print) -> Path:
+    """Fit with Ray Train; returns the run's final checkpoint directory (``<run_dir>/checkpoints/final``)."""
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    dataset = ray.data.read_parquet(str(data.train / DATA_FILE))
+    if cfg.data.materialize:
+        dataset = dataset.materialize()
+    n_train = data.train_manifest.n_molecules
+    workers = cfg.ray.num_workers
+    if n_train < workers:
+        raise ValueError(f"{data.train}: {n_train} molecules cannot be split over ray.num_workers={workers}")
+    steps_per_epoch = max(1, math.ceil(n_train / (workers * cfg.training.batch_size)))
+    sigma_data = coordinate_scale(data.train)
+    resources = {"CPU": cfg.ray.cpus_per_worker}
+    if cfg.ray.use_gpu:
+        resources["GPU"] = 1
+    log(f"[train] {n_train} molecules, {workers} worker(s), {steps_per_epoch} steps/epoch x {cfg.training.epochs} "
+        f"epochs, sigma_data {sigma_data:.3f}, storage {storage_path(cfg)}")
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": cfg.model_dump(mode="json"), "sigma_data": sigma_data,
+                           "steps_per_epoch": steps_per_epoch, "run_dir": str(cfg.run_dir)},
+        scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=cfg.ray.use_gpu,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name="train", storage_path=str(storage_path(cfg)),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.training.keep_checkpoints),
+        ),
+        datasets={"train": dataset},
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    if result.checkpoint is None:
+        raise RuntimeError(f"training under {storage_path(cfg)} finished without a checkpoint")
+    final = cfg.run_dir / FINAL_CHECKPOINT
+    with result.checkpoint.as_directory() as d:
+        copy_checkpoint(d, final)
+    log(f"[train] final checkpoint {final}")
+    return final
