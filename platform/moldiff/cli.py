@@ -10,8 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .config import ConfigError, dump_config, load_config
-from .experiment import STAGES
+from .config import STAGES, ConfigError, dump_config, load_config
 
 
 def parse_args(argv):

@@ -14,6 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
+STAGES = ("data", "train", "sample", "evaluate")
+
+
 class ConfigError(ValueError):
     """A configuration problem, reported with the file and the dotted key path."""
 
@@ -187,6 +190,9 @@ class RayConfig(_Section):
     )
     num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP)")
     use_gpu: bool = False
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="how Train workers are placed on nodes (STRICT_SPREAD: one per node)"
+    )
     cpus_per_worker: float = Field(1.0, gt=0)
     num_sampling_actors: int = Field(2, ge=1)
     cpus_per_actor: float = Field(1.0, gt=0)
@@ -284,18 +290,40 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML experiment config, apply overrides, and validate it."""
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_raw(path: str | Path, _chain: tuple = ()) -> dict:
+    """YAML -> dict, resolving ``extends: other.yaml`` (relative to the file) by deep merge."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}" + (f" (extended by {_chain[-1]})" if _chain else ""))
+    if path.resolve() in _chain:
+        raise ConfigError(f"{path}: 'extends' forms a cycle: {' -> '.join(map(str, _chain + (path,)))}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    return validate_config(apply_overrides(raw, overrides or []), source=str(path))
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: 'extends' must be a file name, got {base!r}")
+    return deep_merge(load_raw(path.parent / base, _chain + (path.resolve(),)), raw)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment config (following ``extends``), apply overrides, and validate it."""
+    return validate_config(apply_overrides(load_raw(path), overrides or []), source=str(path))
 
 
 def validate_config(raw: dict, source: str = "<dict>") -> ExperimentConfig:

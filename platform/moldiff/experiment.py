@@ -21,13 +21,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .config import ExperimentConfig, dump_config
+from .config import STAGES, ExperimentConfig, dump_config
 from .data.records import build_table
 from .data.sources import PreparedData, prepare_data
 from .data.store import Manifest, dataset_exists, read_dataset, stacked_positions, write_dataset
-
-STAGES = ("data", "train", "sample", "evaluate")
-
 
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")

@@ -30,10 +30,12 @@ class SamplerWorker:
         self.model, self.cfg, _ = load_model(checkpoint_dir, use_ema=use_ema)
         self.model.to(self.device)
 
-    def sample(self, z: np.ndarray, n: int, seed: int, label: str = "") -> np.ndarray:
+    def sample(self, z: np.ndarray, n: int, seed: int, sampling: dict, label: str = "") -> np.ndarray:
+        """``sampling``: the run's current sampling section (not the one saved with the checkpoint)."""
+        from ..config import SamplingConfig
         from ..sampling.sde import sample_positions, template_batch
 
-        s = self.cfg.sampling
+        s = SamplingConfig.model_validate(sampling)
         gen = torch.Generator(device=self.device).manual_seed(seed)
         report_every = max(1, s.n_steps // 4)
         t0 = time.time()
@@ -57,13 +59,14 @@ def sample_with_actors(cfg: ExperimentConfig, checkpoint_dir: str, z: np.ndarray
     options = {"num_cpus": r.cpus_per_actor, "num_gpus": 1 if r.use_gpu else 0}
     Actor = ray.remote(**options)(SamplerWorker)
     actors = [Actor.remote(str(checkpoint_dir), s.use_ema, r.torch_threads, r.use_gpu) for _ in range(n_actors)]
+    sampling = s.model_dump(mode="json")
     t0 = time.time()
     pending, results, next_chunk = {}, {}, 0
     done = 0
     while next_chunk < len(chunks) or pending:
         for actor in actors:
             if next_chunk < len(chunks) and actor not in pending.values():
-                ref = actor.sample.remote(z, chunks[next_chunk], chunk_seed(seed, next_chunk),
+                ref = actor.sample.remote(z, chunks[next_chunk], chunk_seed(seed, next_chunk), sampling,
                                           f"seed {seed} chunk {next_chunk + 1}/{len(chunks)}")
                 pending[ref] = actor
                 results[ref] = next_chunk

@@ -11,10 +11,12 @@ class EMA:
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int) -> None:
+        # warm-up: early on the average forgets faster, so it does not drag the random initial weights along
+        decay = min(self.decay, (1.0 + step) / (10.0 + step))
         for k, v in model.state_dict().items():
             if v.dtype.is_floating_point:
-                self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
+                self.shadow[k].mul_(decay).add_(v.detach(), alpha=1.0 - decay)
             else:
                 self.shadow[k].copy_(v)
 

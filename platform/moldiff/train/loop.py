@@ -148,7 +148,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             optimizer.step()
             scheduler.step()
             if ema is not None:
-                ema.update(core)
+                ema.update(core, step)
             step += 1
             n_batches += 1
             n_mols += graphs.num_graphs
@@ -172,6 +172,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                         tmp, model_state=core.state_dict(), ema_state=None if ema is None else ema.state_dict(),
                         optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
                         meta={"epoch": epoch + 1, "step": step, "sigma_data": loop_config["sigma_data"],
+                              "resumed_from_epoch": start_epoch, "world_size": world,
                               "config": loop_config["config"], "metrics": metrics},
                     )
                     ckpt = ray.train.Checkpoint.from_directory(tmp)

@@ -54,7 +54,8 @@ def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] 
         train_loop_config={"config": cfg.model_dump(mode="json"), "sigma_data": sigma_data,
                            "steps_per_epoch": steps_per_epoch, "run_dir": str(cfg.run_dir)},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=cfg.ray.use_gpu,
-                                               resources_per_worker=resources),
+                                               resources_per_worker=resources,
+                                               placement_strategy=cfg.ray.placement_strategy),
         run_config=ray.train.RunConfig(
             name="train", storage_path=str(storage_path(cfg)),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.training.keep_checkpoints),

@@ -1,0 +1,1 @@
+"""Molecule records, Parquet datasets with manifests, readers, generators and graph batches."""

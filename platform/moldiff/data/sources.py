@@ -1,0 +1,113 @@
+"""Turn the ``data`` section of a config into two Parquet datasets: training set and reference.
+
+Generated datasets are cached under ``data.root`` by a hash of everything that determines them
+(system, sampler settings, selection, seed), so a second run of the same experiment, or another
+experiment on the same data, reuses them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..config import DataConfig
+from ..physics.lennard_jones import LennardJones
+from . import lj
+from .npz import read_md_npz, trajectory_manifest, trajectory_table
+from .records import DatasetError
+from .store import Manifest, dataset_exists, read_dataset, read_manifest, write_dataset
+
+
+@dataclass
+class PreparedData:
+    train: Path
+    reference: Path
+    train_manifest: Manifest
+    reference_manifest: Manifest
+    potential: Optional[LennardJones]        # energy of generated samples, when the system has one
+
+    def energy_fn(self) -> Optional[Callable[[np.ndarray], np.ndarray]]:
+        return None if self.potential is None else self.potential.energy_np
+
+
+def _key(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _cached(path: Path, build: Callable[[], tuple], log: Callable[[str], None]) -> Manifest:
+    if dataset_exists(path):
+        log(f"[data] using cached {path}")
+        return read_manifest(path)
+    table, manifest = build()
+    write_dataset(path, table, manifest)
+    log(f"[data] wrote {path} ({manifest.n_molecules} molecules)")
+    return manifest
+
+
+def prepare_data(data: DataConfig, log: Callable[[str], None] = print) -> PreparedData:
+    root = Path(data.root).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    if data.source == "lj":
+        return _prepare_lj(data, root, log)
+    return _prepare_split(data, root, log)
+
+
+def _prepare_lj(data: DataConfig, root: Path, log) -> PreparedData:
+    src = data.lj
+    system = src.model_dump(mode="json", exclude={"reference"})
+    stem = f"lj{src.n_particles}-{src.pair_convention}"
+    ref_key = _key({"system": system, "mcmc": src.reference.model_dump(mode="json"), "seed": data.seed})
+    ref_name = f"{stem}-reference-{ref_key}"
+    ref_manifest = _cached(root / ref_name, lambda: lj.build_reference(src, data.seed, ref_name, log), log)
+    train_key = _key({"system": system, "mcmc": src.reference.model_dump(mode="json"),
+                      "train": data.train.model_dump(mode="json"), "seed": data.seed})
+    train_name = f"{stem}-{data.train.selection}-{train_key}"
+    # the training chains get their own seed stream so they never replay reference chains
+    train_seed = int(np.random.SeedSequence([data.seed, 1]).generate_state(1)[0])
+    train_manifest = _cached(root / train_name,
+                             lambda: lj.build_training_set(src, data.train, train_seed, train_name, log), log)
+    return PreparedData(root / train_name, root / ref_name, train_manifest, ref_manifest, lj.lj_potential(src))
+
+
+def _file_fingerprint(path: Path) -> dict:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime)}
+
+
+def _prepare_split(data: DataConfig, root: Path, log) -> PreparedData:
+    """npz / parquet sources: training frames selected from the file, the rest is the reference."""
+    if data.source == "npz":
+        path = Path(data.npz.path).expanduser()
+        traj = read_md_npz(path)
+        table, manifest = trajectory_table(traj), trajectory_manifest(traj, data.npz.kT, path)
+        fingerprint = _file_fingerprint(path)
+    else:
+        path = Path(data.parquet.path).expanduser()
+        table, manifest = read_dataset(path)
+        fingerprint = _file_fingerprint(path / "data.parquet")
+    n = table.num_rows
+    sel = data.train
+    if sel.selection != "all" and sel.n_frames >= n:
+        raise DatasetError(f"{path}: data.train.n_frames={sel.n_frames} leaves no reference frames ({n} in the file)")
+    if sel.selection == "first_frames":
+        train_idx = np.arange(sel.n_frames)
+    elif sel.selection == "random_subset":
+        train_idx = np.sort(np.random.default_rng(data.seed).permutation(n)[:sel.n_frames])
+    else:
+        train_idx = np.arange(n)
+    ref_idx = np.setdiff1d(np.arange(n), train_idx) if sel.selection != "all" else np.arange(n)
+    key = _key({"file": fingerprint, "train": sel.model_dump(mode="json"), "seed": data.seed})
+    stem = f"{Path(manifest.name).stem}-{sel.selection}-{key}"
+
+    def subset(idx, role):
+        sub = manifest.__class__(**{**manifest.__dict__, "generator": {
+            **manifest.generator, "role": role, "selection": sel.model_dump(mode="json"), "seed": data.seed}})
+        return table.take(idx), sub
+
+    train_m = _cached(root / f"{stem}-train", lambda: subset(train_idx, "train"), log)
+    ref_m = _cached(root / f"{stem}-reference", lambda: subset(ref_idx, "reference"), log)
+    return PreparedData(root / f"{stem}-train", root / f"{stem}-reference", train_m, ref_m, None)

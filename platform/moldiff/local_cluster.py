@@ -1,0 +1,151 @@
+"""A Ray cluster of one head and several worker raylets on this machine.
+
+It exercises the multi-node code paths (several raylets, ``ray job submit``, placement across
+nodes) without a real cluster. Each node is a ``ray start --block`` process in its own session;
+``stop()`` ends exactly those sessions, never other Ray processes (``ray stop`` would kill every
+Ray process of the user, an embedded test Ray included).
+
+    python -m moldiff.local_cluster start --workers 1     # prints the addresses, Ctrl-C stops it
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+class LocalCluster:
+    def __init__(self, n_workers: int = 1, cpus_per_node: int = 2, temp_dir: Optional[str] = None,
+                 env: Optional[dict] = None, ray_executable: Optional[str] = None):
+        self.n_workers, self.cpus_per_node = n_workers, cpus_per_node
+        self.port, self.dashboard_port = free_port(), free_port()
+        # Ray's unix sockets live under the temp dir: keep the path short
+        self.temp_dir = temp_dir or tempfile.mkdtemp(prefix="mdray")
+        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
+        self.ray = ray_executable or str(Path(sys.executable).with_name("ray"))
+        self.nodes: list[subprocess.Popen] = []
+        self.logs: list[Path] = []
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def gcs_address(self) -> str:
+        return f"{socket.gethostbyname(socket.gethostname())}:{self.port}"
+
+    def _start_node(self, args: list[str], name: str) -> None:
+        log = Path(self.temp_dir) / f"{name}.log"
+        self.logs.append(log)
+        proc = subprocess.Popen([self.ray, "start", "--block", "--disable-usage-stats",
+                                 f"--num-cpus={self.cpus_per_node}", *args],
+                                env=self.env, start_new_session=True, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        self.nodes.append(proc)
+
+    def _alive_nodes(self) -> int:
+        try:
+            with urllib.request.urlopen(f"{self.dashboard_url}/nodes?view=summary", timeout=5) as resp:
+                import json
+                summary = json.loads(resp.read())["data"]["summary"]
+            return sum(1 for n in summary if n.get("raylet", {}).get("state") == "ALIVE")
+        except Exception:
+            return 0
+
+    def start(self, timeout: float = 180.0) -> "LocalCluster":
+        self._start_node(["--head", f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",
+                          "--dashboard-host=127.0.0.1", f"--ray-client-server-port={free_port()}",
+                          f"--temp-dir={self.temp_dir}"], "head")
+        deadline = time.time() + timeout
+        while self._alive_nodes() < 1:
+            self._check_running(deadline)
+        for i in range(self.n_workers):
+            self._start_node([f"--address={self.gcs_address}", f"--dashboard-agent-listen-port={free_port()}",
+                              f"--metrics-export-port={free_port()}"], f"worker{i}")
+        while self._alive_nodes() < 1 + self.n_workers:
+            self._check_running(deadline)
+        return self
+
+    def _check_running(self, deadline: float) -> None:
+        dead = [(p, log) for p, log in zip(self.nodes, self.logs) if p.poll() is not None]
+        if dead or time.time() > deadline:
+            self.stop()
+            detail = "\n".join(f"--- {log}:\n{log.read_text()[-2000:]}" for _, log in (dead or zip(self.nodes, self.logs)))
+            raise RuntimeError(f"local Ray cluster did not start ({'a node exited' if dead else 'timeout'}):\n{detail}")
+        time.sleep(1.0)
+
+    def _session_pids(self) -> list[int]:
+        sessions = {p.pid for p in self.nodes}
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.getsid(int(entry)) in sessions:
+                        pids.append(int(entry))
+                except (ProcessLookupError, PermissionError):
+                    pass
+        return pids
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in self._session_pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.time() + timeout
+            while self._session_pids() and time.time() < deadline:
+                time.sleep(0.5)
+            if not self._session_pids():
+                break
+        for p in self.nodes:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.nodes.clear()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["start"])
+    p.add_argument("--workers", type=int, default=1, help="worker raylets besides the head")
+    p.add_argument("--cpus-per-node", type=int, default=2)
+    args = p.parse_args(argv)
+    cluster = LocalCluster(args.workers, args.cpus_per_node).start()
+    print(f"Ray cluster up: {1 + args.workers} nodes\n  RAY_ADDRESS={cluster.dashboard_url}  (ray job submit)\n"
+          f"  GCS {cluster.gcs_address}  (ray.init / ray.address)\nCtrl-C stops it.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        cluster.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+
+from moldiff.config import validate_config
+from moldiff.data.batch import from_arrays
+from moldiff.diffusion.process import molecule_mean
+from moldiff.models import build_model
+from moldiff.nn.egnn import EGNN
+from moldiff.nn.graph import fully_connected_edges, molecule_edges, radius_graph
+
+
+def random_batch(sizes=(4, 5, 6), seed=0):
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    return from_arrays(rng.integers(1, 10, n), rng.normal(size=(n, 3)) * 1.5, np.array(sizes), dtype=torch.float64)
+
+
+def random_orthogonal(seed, reflect=False):
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    if (torch.det(q) < 0) != reflect:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+def test_fully_connected_edges():
+    edges = fully_connected_edges(torch.tensor([3, 1, 2]))
+    pairs = set(map(tuple, edges.T.tolist()))
+    assert pairs == {(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (4, 5), (5, 4)}
+
+
+def test_radius_graph_matches_brute_force():
+    g = random_batch(seed=1)
+    edges = radius_graph(g.pos, 2.0, g.batch)
+    expected = {(j, i) for i in range(g.num_atoms) for j in range(g.num_atoms)
+                if i != j and g.batch[i] == g.batch[j] and (g.pos[i] - g.pos[j]).norm() <= 2.0}
+    assert set(map(tuple, edges.T.tolist())) == expected
+    fixed = molecule_edges(torch.zeros(12, 3), torch.tensor([4, 4, 4]), fixed_size=4)
+    assert set(map(tuple, fixed.T.tolist())) == set(map(tuple, fully_connected_edges(torch.tensor([4, 4, 4])).T.tolist()))
+
+
+@pytest.mark.parametrize("cutoff", [None, 2.5])
+def test_egnn_is_e3_equivariant_and_permutation_equivariant(cutoff):
+    torch.manual_seed(0)
+    net = EGNN(hidden=16, layers=3, time_dim=8, cutoff=cutoff).double()
+    # make the coordinate head non-trivial (it starts near zero)
+    for layer in net.layers:
+        torch.nn.init.normal_(layer.coord_mlp[-1].weight, std=0.5)
+    g = random_batch()
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    out, h = net(g.z, g.pos, g.batch, g.n_atoms, t)
+    assert out.abs().max() > 1e-3
+    for reflect in (False, True):
+        q = random_orthogonal(3, reflect)
+        shift = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+        out_r, h_r = net(g.z, g.pos @ q.T + shift, g.batch, g.n_atoms, t)
+        torch.testing.assert_close(out_r, out @ q.T, atol=1e-10, rtol=1e-8)
+        torch.testing.assert_close(h_r, h, atol=1e-10, rtol=1e-8)
+    perm = torch.cat([torch.randperm(4), 4 + torch.randperm(5), 9 + torch.randperm(6)])
+    out_p, _ = net(g.z[perm], g.pos[perm], g.batch, g.n_atoms, t)
+    torch.testing.assert_close(out_p, out[perm], atol=1e-10, rtol=1e-8)
+
+
+def test_epsilon_model_output_has_zero_centre_and_is_translation_invariant():
+    cfg = validate_config({"name": "x", "model": {"hidden": 16, "layers": 2}})
+    model = build_model(cfg, sigma_data=0.7).double()
+    g = random_batch()
+    t = torch.tensor([0.01, 0.3, 1.0], dtype=torch.float64)
+    eps = model(g, t)["eps"]
+    assert molecule_mean(eps, g.batch, g.n_atoms).abs().max() < 1e-12
+    eps_shifted = model(g.with_pos(g.pos + 3.0), t)["eps"]
+    torch.testing.assert_close(eps_shifted, eps)
