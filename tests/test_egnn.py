@@ -39,13 +39,21 @@ def test_radius_graph_matches_brute_force():
     assert set(map(tuple, fixed.T.tolist())) == set(map(tuple, fully_connected_edges(torch.tensor([4, 4, 4])).T.tolist()))
 
 
-@pytest.mark.parametrize("cutoff", [None, 2.5])
-def test_egnn_is_e3_equivariant_and_permutation_equivariant(cutoff):
+def build_backbone(name, cutoff):
     torch.manual_seed(0)
-    net = EGNN(hidden=16, layers=3, time_dim=8, cutoff=cutoff).double()
-    # make the coordinate head non-trivial (it starts near zero)
-    for layer in net.layers:
-        torch.nn.init.normal_(layer.coord_mlp[-1].weight, std=0.5)
+    if name == "egnn":
+        net = EGNN(hidden=16, layers=3, time_dim=8, cutoff=cutoff).double()
+        for layer in net.layers:        # make the coordinate head non-trivial (it starts near zero)
+            torch.nn.init.normal_(layer.coord_mlp[-1].weight, std=0.5)
+        return net
+    from moldiff.nn.e3nn_net import E3NN
+    return E3NN(hidden=8, layers=2, time_dim=8, cutoff=cutoff).double()
+
+
+@pytest.mark.parametrize("backbone", ["egnn", "e3nn"])
+@pytest.mark.parametrize("cutoff", [None, 2.5])
+def test_backbones_are_e3_equivariant_and_permutation_equivariant(backbone, cutoff):
+    net = build_backbone(backbone, cutoff)
     g = random_batch()
     t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
     out, h = net(g.z, g.pos, g.batch, g.n_atoms, t)
@@ -61,8 +69,9 @@ def test_egnn_is_e3_equivariant_and_permutation_equivariant(cutoff):
     torch.testing.assert_close(out_p, out[perm], atol=1e-10, rtol=1e-8)
 
 
-def test_epsilon_model_output_has_zero_centre_and_is_translation_invariant():
-    cfg = validate_config({"name": "x", "model": {"hidden": 16, "layers": 2}})
+@pytest.mark.parametrize("backbone", ["egnn", "e3nn"])
+def test_epsilon_model_output_has_zero_centre_and_is_translation_invariant(backbone):
+    cfg = validate_config({"name": "x", "model": {"backbone": backbone, "hidden": 16, "layers": 2}})
     model = build_model(cfg, sigma_data=0.7).double()
     g = random_batch()
     t = torch.tensor([0.01, 0.3, 1.0], dtype=torch.float64)

@@ -54,3 +54,31 @@ def test_pair_distances_variable_size():
     pos = [np.zeros((2, 3)), np.array([[0, 0, 0], [3, 4, 0], [0, 0, 1.0]])]
     pos[0][1, 0] = 2.0
     assert sorted(pair_distances(pos).tolist()) == pytest.approx(sorted([2.0, 5.0, 1.0, np.sqrt(26)]))
+
+
+# ------------------------------------------------------------------------- molecular stability
+
+from ase.build import molecule  # noqa: E402
+
+from moldiff.metrics.molecular import BondReference, bonded_pairs, max_bond_deviation, stable_fraction  # noqa: E402
+
+
+def test_bonds_and_stability_on_ethanol():
+    ethanol = molecule("CH3CH2OH")
+    z, pos = ethanol.numbers, ethanol.positions
+    pairs = {tuple(sorted((z[i], z[j]))) for i, j in bonded_pairs(z, pos)}
+    assert len(bonded_pairs(z, pos)) == 8                      # C-C, C-O, O-H and five C-H
+    assert pairs == {(6, 6), (6, 8), (1, 8), (1, 6)}
+    ref = BondReference.from_frames(z, pos[None].repeat(5, 0))
+    oh = next(k for k, (i, j) in enumerate(ref.pairs) if {z[i], z[j]} == {1, 8})
+    i, j = ref.pairs[oh]
+    frames = []
+    for stretch in (0.0, 0.4, 0.6):
+        p = pos.copy()
+        direction = (p[j] - p[i]) / np.linalg.norm(p[j] - p[i])
+        p[j] = p[j] + stretch * direction if z[j] == 1 else p[j]
+        p[i] = p[i] - stretch * direction if z[i] == 1 else p[i]
+        frames.append(p)
+    frames = np.stack(frames)
+    np.testing.assert_allclose(max_bond_deviation(frames, ref), [0.0, 0.4, 0.6], atol=1e-9)
+    assert stable_fraction(frames, ref, tolerance=0.5) == pytest.approx(2 / 3)

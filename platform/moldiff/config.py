@@ -62,6 +62,19 @@ class NpzSource(_Section):
     kT: float = Field(1.0, gt=0, description="thermal energy in the file's energy unit")
 
 
+class XtbMDSource(_Section):
+    """An MD17-style trajectory generated here: Langevin MD with GFN2-xTB forces (needs tblite)."""
+
+    molecule: Literal["ethanol", "malonaldehyde", "uracil", "toluene", "naphthalene", "salicylic_acid", "aspirin"]
+    temperature_K: float = Field(500.0, gt=0)
+    timestep_fs: float = Field(0.5, gt=0, le=5)
+    friction_per_fs: float = Field(0.01, gt=0)
+    equilibration_steps: int = Field(2000, ge=0)
+    save_every: int = Field(10, ge=1, description="MD steps between saved frames")
+    n_frames: int = Field(10000, ge=2)
+    chunk_frames: int = Field(500, ge=1, description="frames per resumable chunk")
+
+
 class ParquetSource(_Section):
     """A moldiff Parquet dataset directory (``data.parquet`` + ``manifest.json``)."""
 
@@ -88,13 +101,14 @@ class TrainSetConfig(_Section):
 
 
 class DataConfig(_Section):
-    source: Literal["lj", "npz", "parquet"] = "lj"
+    source: Literal["lj", "npz", "parquet", "xtb_md"] = "lj"
     root: str = Field("data", description="cache directory for generated datasets")
     seed: int = Field(0, description="seed of data generation and subset selection (kept apart from "
                       "the training seed so that training seeds share one dataset)")
     lj: Optional[LJSource] = None
     npz: Optional[NpzSource] = None
     parquet: Optional[ParquetSource] = None
+    xtb_md: Optional[XtbMDSource] = None
     train: TrainSetConfig = TrainSetConfig()
     materialize: bool = Field(
         True, description="load the training set into the object store before training starts "
@@ -115,7 +129,9 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    backbone: Literal["egnn"] = "egnn"
+    backbone: Literal["egnn", "e3nn"] = Field(
+        "egnn", description="egnn: E(n) graph network; e3nn: tensor products over spherical harmonics"
+    )
     hidden: int = Field(64, ge=4, le=4096)
     layers: int = Field(4, ge=1, le=32)
     time_embedding: int = Field(32, ge=2, le=1024, description="sinusoidal features of t")
@@ -125,6 +141,8 @@ class ModelConfig(_Section):
         "sees coordinates at the data's scale at every noise level"
     )
     max_atomic_number: int = Field(100, ge=1, le=118)
+    lmax: int = Field(2, ge=1, le=4, description="e3nn: highest spherical-harmonic degree of edge vectors")
+    radial_max: float = Field(6.0, gt=0, description="e3nn: range of the radial basis when cutoff is null")
 
 
 class DiffusionConfig(_Section):
@@ -144,8 +162,29 @@ class DiffusionConfig(_Section):
         return self
 
 
+class PSMConfig(_Section):
+    """Potential score matching: force labels replace the noise target at small diffusion time."""
+
+    weighting: Literal["piecewise", "piecewise_weighted", "force_only"] = Field(
+        "piecewise", description="piecewise: w = 1[t <= t_p]; piecewise_weighted: w = 1/(1+exp(s (t - t_c))) "
+        "below t_cut; force_only: w = 1"
+    )
+    t_p: float = Field(0.05, gt=0, le=1, description="piecewise threshold (the paper: 0.05; keep <= 0.2)")
+    sharpness: float = Field(50.0, gt=0, description="s of the piecewise-weighted sigmoid")
+    t_c: float = Field(0.05, ge=0, le=1, description="centre of the piecewise-weighted sigmoid")
+    t_cut: Optional[float] = Field(0.1, gt=0, le=1, description="w = 0 at and above this t; null = no cut")
+    kT: Optional[float] = Field(None, gt=0, description="thermal energy in the dataset's energy unit; "
+                                "null = the training set manifest's kT")
+
+
 class ObjectiveConfig(_Section):
-    name: Literal["dsm"] = "dsm"
+    name: Literal["dsm", "psm"] = Field("dsm", description="dsm: w = 0; psm: force weight from objective.psm")
+    psm: PSMConfig = PSMConfig()
+
+    @property
+    def variant(self) -> str:
+        """The name results use: dsm, piecewise, piecewise_weighted, force_only."""
+        return "dsm" if self.name == "dsm" else self.psm.weighting
 
 
 class TrainingConfig(_Section):
@@ -158,6 +197,8 @@ class TrainingConfig(_Section):
     grad_clip: Optional[float] = Field(10.0, gt=0)
     ema_decay: float = Field(0.999, ge=0, lt=1, description="0 disables the EMA copy")
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    report_every: int = Field(1, ge=1, description="epochs between reports to Ray Train (each is a barrier "
+                              "across workers); epochs with a checkpoint always report")
     keep_checkpoints: int = Field(2, ge=1)
     cache_shard: bool = Field(
         True, description="pull the worker's shard through Ray Data once and reshuffle it locally "
@@ -203,6 +244,10 @@ class RayConfig(_Section):
     num_cpus: Optional[int] = Field(None, ge=1, description="embedded local Ray only")
     object_store_memory: Optional[int] = Field(None, ge=78643200, description="embedded local Ray only (bytes)")
     worker_start_timeout_s: int = Field(300, ge=10)
+    train_poll_interval_s: float = Field(
+        0.2, gt=0, le=60, description="how often the Train controller polls workers (Ray's default 2 s "
+        "caps reporting at one report per 2 s, which dominated short epochs)"
+    )
 
 
 class ExperimentConfig(_Section):

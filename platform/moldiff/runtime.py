@@ -27,6 +27,7 @@ def runtime_env(cfg: RayConfig) -> dict:
         "py_modules": [str(package_dir())],
         "env_vars": {
             "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(cfg.worker_start_timeout_s),
+            "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(cfg.train_poll_interval_s),
             "OMP_NUM_THREADS": str(cfg.torch_threads),
             # Train V2 copies every print of a worker into its own log records: lines appear twice
             "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",

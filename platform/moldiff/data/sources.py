@@ -78,12 +78,25 @@ def _file_fingerprint(path: Path) -> dict:
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime)}
 
 
+def _generate_xtb_md(data: DataConfig, root: Path, log) -> Path:
+    from .xtb_md import MDSettings, generate
+
+    settings = MDSettings(**data.xtb_md.model_dump(exclude={"molecule"}), seed=data.seed)
+    out = root / f"xtb_md-{_key({'settings': data.xtb_md.model_dump(mode='json'), 'seed': data.seed})}"
+    return generate([data.xtb_md.molecule], settings, out, log)[data.xtb_md.molecule]
+
+
 def _prepare_split(data: DataConfig, root: Path, log) -> PreparedData:
-    """npz / parquet sources: training frames selected from the file, the rest is the reference."""
-    if data.source == "npz":
-        path = Path(data.npz.path).expanduser()
+    """npz / parquet / xtb_md sources: training frames selected from the trajectory, the rest is the reference."""
+    if data.source in ("npz", "xtb_md"):
+        if data.source == "npz":
+            path, kT = Path(data.npz.path).expanduser(), data.npz.kT
+        else:
+            from .xtb_md import MDSettings
+            path = _generate_xtb_md(data, root, log)
+            kT = MDSettings(temperature_K=data.xtb_md.temperature_K).kT
         traj = read_md_npz(path)
-        table, manifest = trajectory_table(traj), trajectory_manifest(traj, data.npz.kT, path)
+        table, manifest = trajectory_table(traj), trajectory_manifest(traj, kT, path)
         fingerprint = _file_fingerprint(path)
     else:
         path = Path(data.parquet.path).expanduser()

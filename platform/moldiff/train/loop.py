@@ -121,7 +121,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     if restored is not None:
         optimizer.load_state_dict(restored["optimizer"])
         scheduler.load_state_dict(restored["scheduler"])
-    objective = build_objective(cfg)
+    objective = build_objective(cfg, loop_config.get("dataset_kT"))
 
     batches = ShardBatches(ray.train.get_dataset_shard("train"), tc.batch_size, loop_config["steps_per_epoch"],
                            tc.cache_shard, cfg.seed, rank)
@@ -161,13 +161,20 @@ def train_loop_per_worker(loop_config: dict) -> None:
         metrics.update(epoch=epoch + 1, step=step, lr=scheduler.get_last_lr()[0],
                        molecules_per_s=n_mols * world / max(elapsed, 1e-9))
         is_last = epoch + 1 == tc.epochs
+        wants_checkpoint = (epoch + 1) % tc.checkpoint_every == 0 or is_last
+        if rank == 0:
+            for k, v in metrics.items():
+                writer.add_scalar(f"train/{k}", v, step)
+            if (epoch + 1) % print_every == 0 or is_last or epoch == start_epoch:
+                print(f"[train] epoch {epoch + 1}/{tc.epochs} step {step} loss {metrics.get('loss', float('nan')):.4f} "
+                      f"lr {metrics['lr']:.2e} {metrics['molecules_per_s']:.0f} mol/s", flush=True)
+        if not (wants_checkpoint or (epoch + 1) % tc.report_every == 0):
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
-                for k, v in metrics.items():
-                    writer.add_scalar(f"train/{k}", v, step)
                 writer.flush()
-                if (epoch + 1) % tc.checkpoint_every == 0 or is_last:
+                if wants_checkpoint:
                     save_checkpoint(
                         tmp, model_state=core.state_dict(), ema_state=None if ema is None else ema.state_dict(),
                         optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
@@ -176,9 +183,6 @@ def train_loop_per_worker(loop_config: dict) -> None:
                               "config": loop_config["config"], "metrics": metrics},
                     )
                     ckpt = ray.train.Checkpoint.from_directory(tmp)
-                if (epoch + 1) % print_every == 0 or is_last or epoch == start_epoch:
-                    print(f"[train] epoch {epoch + 1}/{tc.epochs} step {step} loss {metrics.get('loss', float('nan')):.4f} "
-                          f"lr {metrics['lr']:.2e} {metrics['molecules_per_s']:.0f} mol/s", flush=True)
             ray.train.report(metrics, checkpoint=ckpt)
     if writer is not None:
         writer.close()

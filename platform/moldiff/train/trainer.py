@@ -10,6 +10,7 @@ import numpy as np
 from ..config import ExperimentConfig
 from ..data.sources import PreparedData
 from ..data.store import DATA_FILE, read_dataset
+from ..objectives import build_objective
 from .checkpoint import copy_checkpoint
 from .loop import train_loop_per_worker
 
@@ -44,6 +45,7 @@ def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] 
         raise ValueError(f"{data.train}: {n_train} molecules cannot be split over ray.num_workers={workers}")
     steps_per_epoch = max(1, math.ceil(n_train / (workers * cfg.training.batch_size)))
     sigma_data = coordinate_scale(data.train)
+    build_objective(cfg, data.train_manifest.kT)        # fail here, not in a worker, on a bad objective setup
     resources = {"CPU": cfg.ray.cpus_per_worker}
     if cfg.ray.use_gpu:
         resources["GPU"] = 1
@@ -52,7 +54,8 @@ def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] 
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": cfg.model_dump(mode="json"), "sigma_data": sigma_data,
-                           "steps_per_epoch": steps_per_epoch, "run_dir": str(cfg.run_dir)},
+                           "steps_per_epoch": steps_per_epoch, "run_dir": str(cfg.run_dir),
+                           "dataset_kT": data.train_manifest.kT},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=cfg.ray.use_gpu,
                                                resources_per_worker=resources,
                                                placement_strategy=cfg.ray.placement_strategy),

@@ -1,0 +1,105 @@
+"""Turn a finished run directory into docs/results/<name>.md (for people) and .json (for programs).
+
+    python benchmarks/publish_results.py runs/dsm_lj13 --name dsm_lj13 [--variant dsm]
+
+The markdown holds the exact command (from the run's command.txt), seeds, sample sizes, the noise
+floor and mean ± std over seeds, the paper's numbers side by side (benchmarks/paper_numbers.yaml),
+hand-written notes (benchmarks/notes/<name>.md) and the run's plots. The JSON is a list of
+records {experiment, variant, metric, mean, std, n_seeds, n_samples, noise_floor, command}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def records(metrics: dict, experiment: str, variant: str, command: str) -> list[dict]:
+    return [{"experiment": experiment, "variant": variant, "metric": name, "mean": s["mean"], "std": s["std"],
+             "n_seeds": len(s["per_seed"]), "n_samples": metrics["n_samples"],
+             "noise_floor": metrics["noise_floor"][name]["mean"], "command": command}
+            for name, s in metrics["metrics"].items()]
+
+
+def paper_table(name: str, metrics: dict) -> list[str]:
+    numbers = yaml.safe_load((ROOT / "benchmarks" / "paper_numbers.yaml").read_text()).get(name)
+    if not numbers:
+        return []
+    ours = metrics["metrics"]
+    lines = [f"### Side by side with the paper", "", f"Paper: {numbers['source']}.", "",
+             "| method | metric | value |", "|---|---|---|"]
+    for row in numbers["rows"]:
+        std = f" ± {row['std']}" if row.get("std") is not None else ""
+        lines.append(f"| {row['method']} (paper) | {row['metric']} | {row['value']}{std} |")
+    for metric in sorted({row["metric"] for row in numbers["rows"]}):
+        if metric in ours:
+            lines.append(f"| **moldiff ({metrics['experiment']})** | {metric} | "
+                         f"**{ours[metric]['mean']:.4f} ± {ours[metric]['std']:.4f}** "
+                         f"(floor {metrics['noise_floor'][metric]['mean']:.4f}) |")
+    return lines + [""]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir")
+    p.add_argument("--name", required=True, help="results file name (docs/results/<name>.md)")
+    p.add_argument("--variant", default=None, help="variant label in the JSON (default: the objective name)")
+    args = p.parse_args(argv)
+    run = Path(args.run_dir)
+    metrics = json.loads((run / "metrics.json").read_text())
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    commands = [c for c in (run / "command.txt").read_text().splitlines() if c.strip()]
+    command = commands[-1] if commands else "(not recorded)"
+    variant = args.variant or config["objective"]["name"]
+    out = ROOT / "docs" / "results"
+    img = out / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    plots = []
+    for plot in sorted((run / "plots").glob("*.png")):
+        target = img / f"{args.name}_{plot.name}"
+        shutil.copyfile(plot, target)
+        plots.append(f"![{plot.stem}](img/{target.name})")
+    from moldiff.evaluation import results_table  # noqa: E402  (after sys.path set in __main__)
+
+    notes_file = ROOT / "benchmarks" / "notes" / f"{args.name}.md"
+    c = config
+    md = [
+        f"# {args.name}", "",
+        c.get("description", "").strip(), "",
+        "## How it was made", "",
+        f"- Command: `{command}`",
+        f"- Config: the resolved config is `{run.name}/config.yaml` in the run directory; key settings: "
+        f"data `{c['data']['source']}` ({json.dumps(c['data'].get(c['data']['source']), separators=(',', ':'))}), "
+        f"training set `{json.dumps(c['data']['train'], separators=(',', ':'))}`, "
+        f"model `{json.dumps(c['model'], separators=(',', ':'))}`, diffusion `{json.dumps(c['diffusion'], separators=(',', ':'))}`, "
+        f"{c['training']['epochs']} epochs x batch {c['training']['batch_size']}, "
+        f"sampler `{json.dumps(c['sampling'], separators=(',', ':'))}`.",
+        f"- Seeds: training seed {c['seed']}, data seed {c['data']['seed']}, sampling seeds {metrics['seeds']}.",
+        f"- Sample sizes: {metrics['n_samples']} samples per seed; reference {metrics['n_reference']} frames; "
+        f"noise floor from {metrics['n_noise_floor_set']} independent reference frames per seed "
+        f"({metrics['reference_split']}); training set {metrics['n_train']} frames.",
+        "",
+        "## Results", "",
+        "Mean ± std over sampling seeds. The noise floor is the same metric between two independent "
+        "reference sets of the same size; the training-set column is the training data itself judged "
+        "against the reference.", "",
+        results_table(metrics), "",
+        *paper_table(args.name, metrics),
+        *([notes_file.read_text().strip(), ""] if notes_file.exists() else []),
+        *(["## Plots", "", *plots, ""] if plots else []),
+    ]
+    (out / f"{args.name}.md").write_text("\n".join(md) + "\n")
+    (out / f"{args.name}.json").write_text(json.dumps(records(metrics, args.name, variant, command), indent=2) + "\n")
+    print(f"wrote {out / (args.name + '.md')} and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "platform"))
+    sys.exit(main())
