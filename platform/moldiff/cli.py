@@ -16,7 +16,9 @@ from .config import STAGES, ConfigError, dump_config, load_config
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="experiments/run.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="experiment YAML, or a run directory holding config.yaml")
+    p.add_argument("config", nargs="?", help="experiment YAML, or a run directory holding config.yaml")
+    p.add_argument("--sweep", metavar="SPEC", help="run a Ray Tune sweep or study (a spec under tuning/ or "
+                   "experiments/studies/); the overrides then apply to its base config")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.epochs=10 ray.num_workers=2")
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
@@ -29,6 +31,11 @@ def main(argv=None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.sweep:
+        return _sweep(args)
+    if args.config is None:
+        print("error: give a CONFIG (or --sweep SPEC)", file=sys.stderr)
+        return 2
     path = Path(args.config)
     if path.is_dir():
         path = path / "config.yaml"
@@ -50,4 +57,18 @@ def main(argv=None) -> int:
     log(f"moldiff {moldiff.__version__} from {package_dir()}")
     command = "python experiments/run.py " + " ".join(shlex.quote(a) for a in argv)
     run_experiment(cfg, stages, command=command, log=log)
+    return 0
+
+
+def _sweep(args) -> int:
+    from .runtime import log
+    from .sweep import load_spec, run_sweep
+
+    overrides = ([args.config] if args.config else []) + list(args.overrides)   # argparse puts the first one in config
+    try:
+        load_spec(args.sweep)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    run_sweep(args.sweep, overrides, log=log)
     return 0

@@ -193,6 +193,10 @@ class TrainingConfig(_Section):
     lr: float = Field(5e-4, gt=0, le=1.0)
     weight_decay: float = Field(5e-7, ge=0)
     lr_schedule: Literal["cosine", "constant"] = "cosine"
+    schedule_epochs: Optional[int] = Field(
+        None, ge=1, description="epochs the lr schedule spans (default: epochs); sweeps that train in stages "
+        "set it to the final budget so that every stage follows one schedule"
+    )
     warmup_steps: int = Field(100, ge=0)
     grad_clip: Optional[float] = Field(10.0, gt=0)
     ema_decay: float = Field(0.999, ge=0, lt=1, description="0 disables the EMA copy")
@@ -222,7 +226,11 @@ class EvaluationConfig(_Section):
     distance_bins: int = Field(200, ge=2)
     energy_bins: int = Field(50, ge=2)
     max_reference: int = Field(20000, ge=10, description="cap on reference frames used by the metrics")
+    w2: bool = Field(True, description="W2 on flattened coordinates (no alignment: meaningful for LJ "
+                     "clusters as in the benchmarks, not for molecules that rotate)")
     w2_samples: int = Field(1000, ge=2, description="samples per side of the exact W2 assignment")
+    stability: bool = Field(False, description="MD17 stability: bonded distances within tolerance of equilibrium")
+    stability_tolerance: float = Field(0.5, gt=0, description="Angstrom")
 
 
 class RayConfig(_Section):
@@ -364,6 +372,30 @@ def load_raw(path: str | Path, _chain: tuple = ()) -> dict:
     if not isinstance(base, str):
         raise ConfigError(f"{path}: 'extends' must be a file name, got {base!r}")
     return deep_merge(load_raw(path.parent / base, _chain + (path.resolve(),)), raw)
+
+
+PATH_KEYS = (("output_dir",), ("data", "root"), ("data", "npz", "path"), ("data", "parquet", "path"),
+             ("ray", "storage_path"))
+
+
+def absolute_paths(raw: dict, base: Path | None = None) -> dict:
+    """Resolve the config's relative paths against ``base`` (default: the working directory), for
+    processes that run elsewhere (Tune trials run inside their trial directory)."""
+    out = copy.deepcopy(raw)
+    base = Path(base or Path.cwd())
+    defaults = {("output_dir",): "runs", ("data", "root"): "data"}
+    for keys in PATH_KEYS:
+        node = out
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if not isinstance(node, dict):
+            continue
+        value = node.get(keys[-1], defaults.get(keys))
+        if isinstance(value, str):
+            node[keys[-1]] = str((base / Path(value).expanduser()).resolve())
+    return out
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -14,8 +14,10 @@ import numpy as np
 from .config import ExperimentConfig
 from .data.store import read_dataset, stacked_positions
 from .metrics.distributions import distance_tvd, energy_tvd, hr_mae, wasserstein2
+from .metrics.molecular import BondReference, stable_fraction
 
-METRIC_ORDER = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "distance_frac_outside", "energy_frac_outside",
+METRIC_ORDER = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "stable_fraction", "distance_frac_outside",
+                "energy_frac_outside",
                 "diverged_fraction", "median_energy")
 
 
@@ -42,18 +44,30 @@ def split_reference(table, max_frames: int, seed: int) -> ReferenceSplit:
     return ReferenceSplit(pos[a_idx], pos[b_idx], how)
 
 
-def metric_set(pos: np.ndarray, ref: np.ndarray, cfg: ExperimentConfig, energy_fn, ref_energy, seed: int) -> dict:
-    ev = cfg.evaluation
-    out = {}
-    out["distance_tvd"], out["distance_frac_outside"] = distance_tvd(pos, ref, ev.distance_bins)
-    out["hr_mae"] = hr_mae(pos, ref, ev.distance_bins)
-    if energy_fn is not None:
-        e = energy_fn(pos)
-        out["energy_tvd"], out["energy_frac_outside"] = energy_tvd(e, ref_energy, ev.energy_bins)
-        finite = e[np.isfinite(e)]
-        out["median_energy"] = float(np.median(finite)) if finite.size else float("nan")
-    out["w2"] = wasserstein2(pos, ref, max_points=ev.w2_samples, seed=seed)
-    return out
+class Judge:
+    """Computes every configured metric of a sample set against reference half A."""
+
+    def __init__(self, cfg: ExperimentConfig, reference: np.ndarray, z: np.ndarray,
+                 energy_fn: Optional[Callable[[np.ndarray], np.ndarray]]):
+        self.ev, self.reference, self.energy_fn = cfg.evaluation, reference, energy_fn
+        self.ref_energy = energy_fn(reference) if energy_fn is not None else None
+        self.bonds = BondReference.from_frames(z, reference) if cfg.evaluation.stability else None
+
+    def __call__(self, pos: np.ndarray, seed: int) -> dict:
+        ev, ref = self.ev, self.reference
+        out = {}
+        out["distance_tvd"], out["distance_frac_outside"] = distance_tvd(pos, ref, ev.distance_bins)
+        out["hr_mae"] = hr_mae(pos, ref, ev.distance_bins)
+        if self.energy_fn is not None:
+            e = self.energy_fn(pos)
+            out["energy_tvd"], out["energy_frac_outside"] = energy_tvd(e, self.ref_energy, ev.energy_bins)
+            finite = e[np.isfinite(e)]
+            out["median_energy"] = float(np.median(finite)) if finite.size else float("nan")
+        if ev.w2:
+            out["w2"] = wasserstein2(pos, ref, max_points=ev.w2_samples, seed=seed)
+        if self.bonds is not None:
+            out["stable_fraction"] = stable_fraction(pos, self.bonds, ev.stability_tolerance)
+        return out
 
 
 def _summary(values: list[float]) -> dict:
@@ -71,21 +85,21 @@ def evaluate(cfg: ExperimentConfig, reference_path, train_path, samples: dict[in
     ``diverged_fraction``; those samples are not in ``samples``)."""
     ref_table, ref_manifest = read_dataset(reference_path, validate=False)
     split = split_reference(ref_table, cfg.evaluation.max_reference, cfg.data.seed)
-    ref_energy = energy_fn(split.a) if energy_fn is not None else None
+    judge = Judge(cfg, split.a, np.asarray(ref_table.column("z")[0].as_py()), energy_fn)
     log(f"[evaluate] reference: {len(split.a)} frames (A) + {len(split.b)} (B); {split.how}")
     per_seed, floor = {}, {}
     n = min(len(s) for s in samples.values())
     for seed, pos in sorted(samples.items()):
-        per_seed[seed] = metric_set(pos, split.a, cfg, energy_fn, ref_energy, seed)
+        per_seed[seed] = judge(pos, seed)
         per_seed[seed]["diverged_fraction"] = float((diverged or {}).get(seed, 0.0))
         b = split.b[np.random.default_rng(seed).permutation(len(split.b))[:len(pos)]]
-        floor[seed] = metric_set(b, split.a, cfg, energy_fn, ref_energy, seed)
+        floor[seed] = judge(b, seed)
         floor[seed]["diverged_fraction"] = 0.0
         log(f"[evaluate] seed {seed}: distance TVD {per_seed[seed]['distance_tvd']:.4f} "
             f"(floor {floor[seed]['distance_tvd']:.4f}), h(r) MAE {per_seed[seed]['hr_mae']:.4f}")
     train_table, _ = read_dataset(train_path, validate=False)
     train_pos = stacked_positions(train_table)
-    train_metrics = metric_set(train_pos, split.a, cfg, energy_fn, ref_energy, 0)
+    train_metrics = judge(train_pos, 0)
     train_metrics["diverged_fraction"] = 0.0
     names = [m for m in METRIC_ORDER if m in per_seed[next(iter(per_seed))]]
     return {

@@ -52,3 +52,25 @@ def plot_energy(path: Path, samples: np.ndarray, reference: np.ndarray, train: n
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_hr_variants(path: Path, reference: np.ndarray, train: np.ndarray, samples: dict[str, np.ndarray],
+                     title: str, bins: int = 200, xlim: Optional[tuple[float, float]] = None):
+    """h(r) of several sample sets (one per variant) against the reference and the training set."""
+    d_ref = pair_distances(reference)
+    edges = np.linspace(d_ref.min(), d_ref.max(), bins + 1)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(centres, hr_curve(reference, edges), color="black", lw=2.2, label="reference")
+    ax.plot(centres, hr_curve(train, edges), color="0.5", lw=1.2, ls="--", label="training set")
+    for label, pos in samples.items():
+        ax.plot(centres, hr_curve(pos, edges), lw=1.2, label=label)
+    if xlim:
+        ax.set_xlim(*xlim)
+    ax.set_xlabel("pair distance r")
+    ax.set_ylabel("h(r)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -20,7 +20,7 @@ import torch
 
 from ..config import LJSource, TrainSetConfig
 from ..physics.lennard_jones import LennardJones, lattice_start
-from ..physics.mcmc import mala
+from ..physics.mcmc import chain_diagnostics, mala
 from .records import build_table
 from .store import Manifest
 
@@ -71,7 +71,7 @@ def run_chains(potential: LennardJones, spec: ChainSpec, seed: int, n_tasks: int
     except ImportError:
         use_ray = False
     if use_ray:
-        task = ray.remote(num_cpus=1)(_run_chain_block)
+        task = ray.remote(num_cpus=1, scheduling_strategy="DEFAULT")(_run_chain_block)
         blocks = ray.get([task.remote(potential, spec, len(s), sd, f"{label} {i + 1}/{n_tasks}")
                           for i, (s, sd) in enumerate(zip(shares, seeds))])
     else:
@@ -109,9 +109,14 @@ def build_reference(src: LJSource, seed: int, name: str, log: Callable[[str], No
     potential = lj_potential(src)
     frames, chain, acc = run_chains(potential, spec, seed, ref.n_tasks, f"{name}", log)
     table, energy = _labelled_table(potential, frames, chain, "ref")
+    diagnostics = chain_diagnostics(energy.reshape(ref.n_chains, -1))
+    log(f"[{name}] mean energy {energy.mean():.2f} ± {energy.std():.2f}; energy autocorrelation time "
+        f"{diagnostics['energy_autocorr_time_frames']:.1f} frames, effective sample size "
+        f"{diagnostics['effective_sample_size']:.0f} of {len(energy)}; first vs second half of the chains: "
+        f"{diagnostics['halves_difference_in_se']:+.1f} standard errors")
     manifest = _manifest(name, src, "reference", {
         "mcmc": ref.model_dump(mode="json"), "seed": seed, "acceptance": acc,
-        "mean_energy": float(energy.mean()), "std_energy": float(energy.std()),
+        "mean_energy": float(energy.mean()), "std_energy": float(energy.std()), **diagnostics,
     })
     return table, manifest
 

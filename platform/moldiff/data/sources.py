@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -38,14 +40,19 @@ def _key(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
 
+_build_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+
+
 def _cached(path: Path, build: Callable[[], tuple], log: Callable[[str], None]) -> Manifest:
-    if dataset_exists(path):
-        log(f"[data] using cached {path}")
-        return read_manifest(path)
-    table, manifest = build()
-    write_dataset(path, table, manifest)
-    log(f"[data] wrote {path} ({manifest.n_molecules} molecules)")
-    return manifest
+    # one build per dataset even when several threads prepare configs that share it (sweeps)
+    with _build_locks[str(path)]:
+        if dataset_exists(path):
+            log(f"[data] using cached {path}")
+            return read_manifest(path)
+        table, manifest = build()
+        write_dataset(path, table, manifest)
+        log(f"[data] wrote {path} ({manifest.n_molecules} molecules)")
+        return manifest
 
 
 def prepare_data(data: DataConfig, log: Callable[[str], None] = print) -> PreparedData:
@@ -83,7 +90,8 @@ def _generate_xtb_md(data: DataConfig, root: Path, log) -> Path:
 
     settings = MDSettings(**data.xtb_md.model_dump(exclude={"molecule"}), seed=data.seed)
     out = root / f"xtb_md-{_key({'settings': data.xtb_md.model_dump(mode='json'), 'seed': data.seed})}"
-    return generate([data.xtb_md.molecule], settings, out, log)[data.xtb_md.molecule]
+    with _build_locks[str(out / data.xtb_md.molecule)]:
+        return generate([data.xtb_md.molecule], settings, out, log)[data.xtb_md.molecule]
 
 
 def _prepare_split(data: DataConfig, root: Path, log) -> PreparedData:

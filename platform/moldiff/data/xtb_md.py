@@ -174,7 +174,7 @@ def generate(molecules: list[str], settings: MDSettings, out_dir: str | Path,
         os.environ["OMP_NUM_THREADS"] = "1"
         return run_md(m, settings, out_dir, lambda s: print(s, flush=True))
 
-    remote = ray.remote(num_cpus=1)(task)
+    remote = ray.remote(num_cpus=1, scheduling_strategy="DEFAULT")(task)
     paths = ray.get([remote.remote(m) for m in molecules])
     return dict(zip(molecules, paths))
 

@@ -56,7 +56,8 @@ def sample_with_actors(cfg: ExperimentConfig, checkpoint_dir: str, z: np.ndarray
     s, r = cfg.sampling, cfg.ray
     chunks = [min(s.batch_size, s.n_samples - i) for i in range(0, s.n_samples, s.batch_size)]
     n_actors = min(r.num_sampling_actors, len(chunks))
-    options = {"num_cpus": r.cpus_per_actor, "num_gpus": 1 if r.use_gpu else 0}
+    # "DEFAULT": inside a Tune trial, actors would otherwise be pulled into the trial's placement group
+    options = {"num_cpus": r.cpus_per_actor, "num_gpus": 1 if r.use_gpu else 0, "scheduling_strategy": "DEFAULT"}
     Actor = ray.remote(**options)(SamplerWorker)
     actors = [Actor.remote(str(checkpoint_dir), s.use_ema, r.torch_threads, r.use_gpu) for _ in range(n_actors)]
     sampling = s.model_dump(mode="json")

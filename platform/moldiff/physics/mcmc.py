@@ -64,3 +64,37 @@ def mala(
             progress(f"[{progress_label}] step {step}/{total} ({time.time() - t_start:.0f}s)")
     positions = np.stack(saved) if saved else np.zeros((0,) + tuple(x.shape))
     return ChainResult(positions=positions, acceptance=accepted / max(proposed, 1))
+
+
+def integrated_autocorrelation_time(series: np.ndarray) -> float:
+    """tau = 1 + 2 sum_k rho_k for [n_chains, T] series, in units of saved frames.
+
+    rho_k is the autocorrelation pooled over chains; the sum stops at the first non-positive
+    value (Geyer's initial positive sequence, simplified)."""
+    x = np.asarray(series, dtype=np.float64)
+    x = x - x.mean()
+    var = (x ** 2).mean()
+    if var == 0 or x.shape[1] < 3:
+        return 1.0
+    tau = 1.0
+    for k in range(1, x.shape[1] - 1):
+        rho = (x[:, :-k] * x[:, k:]).mean() / var
+        if rho <= 0:
+            break
+        tau += 2.0 * rho
+    return float(tau)
+
+
+def chain_diagnostics(energy: np.ndarray) -> dict:
+    """Energy diagnostics of [n_chains, T] saved frames: autocorrelation time, effective sample
+    size, and the difference between the first and second half of every chain in units of its
+    standard error (a large value means the burn-in was too short)."""
+    energy = np.asarray(energy, dtype=np.float64)
+    n_chains, T = energy.shape
+    tau = integrated_autocorrelation_time(energy)
+    ess = n_chains * T / tau
+    half = T // 2
+    diff = energy[:, half:].mean() - energy[:, :half].mean()
+    se = energy.std() * np.sqrt(2.0 / max(ess / 2.0, 1.0))
+    return {"energy_autocorr_time_frames": tau, "effective_sample_size": float(ess),
+            "halves_mean_difference": float(diff), "halves_difference_in_se": float(diff / se) if se > 0 else 0.0}

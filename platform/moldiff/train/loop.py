@@ -115,7 +115,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     core = model.module if hasattr(model, "module") else model
     if ema is not None:
         ema.shadow = {k: v.to(device) for k, v in ema.shadow.items()}
-    total_steps = tc.epochs * loop_config["steps_per_epoch"]
+    total_steps = (tc.schedule_epochs or tc.epochs) * loop_config["steps_per_epoch"]
     optimizer = build_optimizer(model.parameters(), tc)
     scheduler = build_scheduler(optimizer, tc, total_steps)
     if restored is not None:

@@ -1,0 +1,124 @@
+"""Turn a finished study (experiments/run.py --sweep ...) into docs/results/<name>.md and .json.
+
+    python benchmarks/publish_study.py runs/psm_lj13_study --name psm --group training_set
+
+Rows are the study's variants, columns the metrics (mean ± std over sampling seeds) with the noise
+floor and the training set's own score; one h(r) plot per ``--group`` value with every objective's
+samples. Hand-written analysis comes from benchmarks/notes/<name>.md; the paper's numbers from
+benchmarks/paper_numbers.yaml. Several studies can be combined into one page (repeat the run dir).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "platform"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from moldiff.config import validate_config  # noqa: E402
+from moldiff.data.sources import prepare_data  # noqa: E402
+from moldiff.data.store import read_dataset, stacked_positions  # noqa: E402
+from moldiff.evaluation import split_reference  # noqa: E402
+from moldiff.experiment import load_samples  # noqa: E402
+from moldiff.plots import plot_hr_variants  # noqa: E402
+from publish_results import paper_table  # noqa: E402
+
+SHOWN = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "stable_fraction")
+
+
+def trial_rows(study_dir: Path) -> list[dict]:
+    summary = json.loads((study_dir / "summary.json").read_text())
+    rows = []
+    for t in summary["trials"]:
+        if "metrics" not in t:
+            continue
+        run = Path(t["run_dir"])
+        metrics = json.loads((run / "metrics.json").read_text())
+        variants = {k.split(".", 1)[1]: v for k, v in t["params"].items() if k.startswith("variant.")}
+        rows.append({"study": summary["name"], "variants": variants, "run": run, "metrics": metrics,
+                     "config": yaml.safe_load((run / "config.yaml").read_text()),
+                     "command": (run / "command.txt").read_text().splitlines()[-1]})
+    return rows
+
+
+def fmt(s: dict) -> str:
+    return f"{s['mean']:.4f} ± {s['std']:.4f}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("study_dirs", nargs="+")
+    p.add_argument("--name", required=True)
+    p.add_argument("--group", default=None, help="variant group that gets one h(r) plot per value")
+    p.add_argument("--title", default=None)
+    args = p.parse_args(argv)
+    out = ROOT / "docs" / "results"
+    (out / "img").mkdir(parents=True, exist_ok=True)
+    md = [f"# {args.title or args.name}", ""]
+    records = []
+    for study in map(Path, args.study_dirs):
+        rows = trial_rows(study)
+        if not rows:
+            continue
+        groups = list(rows[0]["variants"])
+        metrics_shown = [m for m in SHOWN if m in rows[0]["metrics"]["metrics"]]
+        sweep = yaml.safe_load((study / "sweep.yaml").read_text())
+        md += [f"## {sweep['spec']['name']}", "",
+               f"Command: `python experiments/run.py --sweep <spec of {sweep['spec']['name']}>` "
+               f"(spec and resolved base config: `{study.name}/sweep.yaml`; each trial's run directory holds its "
+               "config, command, samples and metrics).", "",
+               f"Sampling seeds {rows[0]['metrics']['seeds']}, {rows[0]['metrics']['n_samples']} samples per seed; "
+               f"reference {rows[0]['metrics']['n_reference']} frames ({rows[0]['metrics']['reference_split']}); "
+               f"noise floor from {rows[0]['metrics']['n_noise_floor_set']} independent reference frames per seed.", "",
+               "| " + " | ".join(groups) + " | " + " | ".join(metrics_shown) + " | train-set " + metrics_shown[0] + " |",
+               "|" + "---|" * (len(groups) + len(metrics_shown) + 1)]
+        order = {g: list(sweep["spec"]["variants"][g]) for g in groups}
+        rows.sort(key=lambda r: [order[g].index(r["variants"][g]) for g in groups])
+        for r in rows:
+            m = r["metrics"]
+            md.append("| " + " | ".join(r["variants"][g] for g in groups) + " | "
+                      + " | ".join(fmt(m["metrics"][k]) for k in metrics_shown)
+                      + f" | {m['train_set'][metrics_shown[0]]:.4f} |")
+            for k, s in m["metrics"].items():
+                records.append({"experiment": args.name, "study": r["study"],
+                                "variant": "/".join(r["variants"][g] for g in groups), **{f"variant_{g}": r["variants"][g] for g in groups},
+                                "metric": k, "mean": s["mean"], "std": s["std"], "n_seeds": len(s["per_seed"]),
+                                "n_samples": m["n_samples"], "noise_floor": m["noise_floor"][k]["mean"],
+                                "train_set": m["train_set"][k], "command": r["command"]})
+        floor = rows[0]["metrics"]["noise_floor"]
+        md += ["| noise floor | " + " | " * (len(groups) - 1) + " | ".join(fmt(floor[k]) for k in metrics_shown) + " | |", ""]
+        if args.group and args.group in groups:
+            for value in order[args.group]:
+                members = [r for r in rows if r["variants"][args.group] == value]
+                if not members:
+                    continue
+                cfg = validate_config(members[0]["config"])
+                data = prepare_data(cfg.data, log=lambda m: None)
+                ref = split_reference(read_dataset(data.reference, validate=False)[0], cfg.evaluation.max_reference,
+                                      cfg.data.seed).a
+                train = stacked_positions(read_dataset(data.train, validate=False)[0])
+                others = [g for g in groups if g != args.group]
+                samples = {"/".join(r["variants"][g] for g in others):
+                           np.concatenate(list(load_samples(r["run"], cfg.sampling.seeds)[0].values())) for r in members}
+                img = out / "img" / f"{args.name}_{sweep['spec']['name']}_{value}_hr.png"
+                plot_hr_variants(img, ref, train, samples, f"{sweep['spec']['name']}: {args.group} = {value}",
+                                 cfg.evaluation.distance_bins)
+                md += [f"![h(r), {value}](img/{img.name})", ""]
+    md += paper_table(args.name, {"experiment": args.name, "metrics": {}, "noise_floor": {}})
+    notes = ROOT / "benchmarks" / "notes" / f"{args.name}.md"
+    if notes.exists():
+        md += [notes.read_text().strip(), ""]
+    (out / f"{args.name}.md").write_text("\n".join(md) + "\n")
+    (out / f"{args.name}.json").write_text(json.dumps(records, indent=2) + "\n")
+    print(f"wrote {out / (args.name + '.md')} and .json ({len(records)} records)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Sweeps and studies with Ray Tune: every trial is a whole experiment.
+
+A trial trains through Ray Train (a ``TorchTrainer`` built inside the Tune function trainable,
+the Train V2 pattern), samples in Ray actors and evaluates against the reference, so it is
+judged on *generated samples* (e.g. distance TVD), never on the training loss, which is not
+comparable between objectives whose targets differ. With ``budgets`` a trial trains in stages,
+resuming its own checkpoint, and reports after each stage, so ASHA can stop poor trials early.
+
+A sweep spec (YAML):
+
+    name: psm_lj13_sweep
+    base: ../experiments/configs/psm/lj13.yaml      # relative to this file
+    metric: distance_tvd                              # a metric of metrics.json, mean over seeds
+    mode: min
+    search:                                           # dotted config keys -> a distribution
+      objective.psm.weighting: {grid: [piecewise, piecewise_weighted]}
+      objective.psm.t_p: {loguniform: [0.01, 0.2]}
+      diffusion.sigma_min: {choice: [0.01, 0.03, 0.1]}
+    num_samples: 4                                    # draws of the random parts (x the grid)
+    budgets: [100, 200, 375]                          # epochs at which a trial samples and reports
+    scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+    max_concurrent_trials: 2
+    overrides: {sampling.n_samples: 256}              # every trial (cheap in-sweep evaluation)
+    finalists: 2                                      # re-evaluate the best trials ...
+    final_overrides: {sampling.n_samples: 1000}       # ... with these settings
+
+A study (e.g. objective x training set) is a sweep with only ``grid`` entries and one budget.
+Each trial's run directory is ``<output_dir>/<name>/<trial>``; the sweep writes ``summary.md``
+and ``summary.json`` beside them.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .config import ConfigError, ExperimentConfig, absolute_paths, apply_overrides, load_raw, validate_config
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SchedulerSpec(_Spec):
+    type: Literal["asha"] = "asha"
+    grace_period: int = Field(1, ge=1, description="budgets a trial gets before it can be stopped")
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class SweepSpec(_Spec):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    base: str
+    metric: str = "distance_tvd"
+    mode: Literal["min", "max"] = "min"
+    search: dict[str, Any] = Field(default_factory=dict)
+    variants: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=dict, description="named groups of overrides; the sweep runs the grid over every group"
+    )
+    num_samples: int = Field(1, ge=1)
+    budgets: Optional[list[int]] = Field(None, min_length=1)
+    scheduler: Optional[SchedulerSpec] = None
+    max_concurrent_trials: int = Field(2, ge=1)
+    trial_cpus: float = Field(0.01, gt=0, description="CPUs held by each trial's driver (it mostly waits)")
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    finalists: int = Field(0, ge=0)
+    final_overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
+
+
+def load_spec(path: str | Path) -> tuple[SweepSpec, dict]:
+    """The sweep spec and its base experiment config (raw, ``extends`` resolved)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep spec not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        spec = SweepSpec.model_validate(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except ValidationError as err:
+        lines = [f"invalid sweep spec {path}:"]
+        for e in err.errors():
+            lines.append(f"  {'.'.join(map(str, e['loc']))}: {e['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+    for group, names in spec.variants.items():
+        if not names:
+            raise ConfigError(f"{path}: variants.{group} is empty")
+    for key, dist in spec.search.items():
+        if isinstance(dist, dict) and (len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS):
+            raise ConfigError(f"{path}: search.{key}: give exactly one of {', '.join(DISTRIBUTIONS)}, got {dist}")
+    base = load_raw(path.parent / spec.base)
+    return spec, base
+
+
+def _dotted(values: dict[str, Any]) -> list[str]:
+    return [f"{k}={json.dumps(v)}" for k, v in values.items()]
+
+
+def expand(spec: SweepSpec, params: dict) -> dict:
+    """Tune params -> dotted overrides (``variant.<group>: <name>`` becomes that variant's overrides)."""
+    out = {}
+    for key, value in params.items():
+        if key.startswith("variant."):
+            group = key.split(".", 1)[1]
+            out.update(spec.variants[group][value])
+        else:
+            out[key] = value
+    return out
+
+
+def trial_name(spec: SweepSpec, params: dict, trial_id: str) -> str:
+    named = [str(params[f"variant.{g}"]) for g in spec.variants if f"variant.{g}" in params]
+    return "-".join(named + [trial_id])
+
+
+def trial_config(base: dict, spec: SweepSpec, params: dict, name: str, output_dir: Path,
+                 extra: Optional[dict] = None) -> ExperimentConfig:
+    raw = apply_overrides(base, _dotted({**spec.overrides, **expand(spec, params), **(extra or {})}))
+    raw.update(name=name, output_dir=str(output_dir))
+    return validate_config(raw, source=f"sweep {spec.name}, trial {name}")
+
+
+def param_space(spec: SweepSpec) -> dict:
+    from ray import tune
+
+    space = {f"variant.{group}": tune.grid_search(list(names)) for group, names in spec.variants.items()}
+    for key, dist in spec.search.items():
+        if not isinstance(dist, dict):
+            space[key] = dist
+            continue
+        (kind, args), = dist.items()
+        space[key] = {"grid": lambda a: tune.grid_search(list(a)), "choice": lambda a: tune.choice(list(a)),
+                      "uniform": lambda a: tune.uniform(*a), "loguniform": lambda a: tune.loguniform(*a),
+                      "randint": lambda a: tune.randint(*a)}[kind](args)
+    return space
+
+
+def grid_points(spec: SweepSpec) -> list[dict]:
+    """Every combination of the grid entries (random entries left out): for preparing data up front."""
+    points = [{}]
+    for group, names in spec.variants.items():
+        points = [{**p, f"variant.{group}": n} for p in points for n in names]
+    for key, dist in spec.search.items():
+        if isinstance(dist, dict) and "grid" in dist:
+            points = [{**p, key: v} for p in points for v in dist["grid"]]
+    return points
+
+
+def _trial(params: dict, base: dict, spec_raw: dict, output_dir: str) -> None:
+    """One Tune trial: train in stages, after each sample + evaluate + report."""
+    from ray import tune
+
+    from .experiment import run_experiment
+
+    spec = SweepSpec.model_validate(spec_raw)
+    name = trial_name(spec, params, tune.get_context().get_trial_id())
+    cfg = trial_config(base, spec, params, name, Path(output_dir))
+    budgets = spec.budgets or [cfg.training.epochs]
+    for budget in budgets:
+        stage = trial_config(base, spec, params, name, Path(output_dir),
+                             {"training.epochs": budget, "training.schedule_epochs": max(budgets)})
+        metrics = run_experiment(stage, command=f"sweep {spec.name} trial {name} params {json.dumps(params)}",
+                                 log=lambda m: print(m, flush=True))
+        report = {m: s["mean"] for m, s in metrics["metrics"].items()}
+        report.update({f"{m}_std": s["std"] for m, s in metrics["metrics"].items()})
+        report.update({f"noise_floor_{m}": s["mean"] for m, s in metrics["noise_floor"].items()})
+        tune.report({**report, "epochs": budget, "run_dir": str(stage.run_dir)})
+
+
+def run_sweep(spec_path: str | Path, base_overrides: list[str] | None = None,
+              log: Callable[[str], None] = print) -> dict:
+    """Run a sweep or study; returns the summary (also written as summary.json / summary.md)."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from .data.sources import prepare_data
+    from .experiment import run_experiment
+    from .runtime import connect
+
+    spec, base = load_spec(spec_path)
+    # trials run with the trial directory as working directory: make every path absolute here
+    base = absolute_paths(apply_overrides(base, base_overrides or []))
+    probe = validate_config(apply_overrides(base, _dotted(spec.overrides)), source=str(spec_path))
+    out = Path(probe.output_dir).resolve() / spec.name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.yaml").write_text(yaml.safe_dump({"spec": spec.model_dump(mode="json"), "base": base}, sort_keys=False))
+    connect(probe.ray)
+    # datasets first, once per distinct data section and in parallel (each launches its own Ray
+    # tasks); trials then find them in the cache
+    distinct = {}
+    for point in grid_points(spec):
+        data_cfg = trial_config(base, spec, point, "probe", out).data
+        distinct.setdefault(data_cfg.model_dump_json(), data_cfg)
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=len(distinct)) as pool:
+        list(pool.map(lambda d: prepare_data(d, log), distinct.values()))
+
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, base=base, spec_raw=spec.model_dump(mode="json"), output_dir=str(out)),
+        {"CPU": spec.trial_cpus})
+    scheduler = None
+    if spec.scheduler is not None:
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=len(spec.budgets or [1]),
+                                  grace_period=spec.scheduler.grace_period,
+                                  reduction_factor=spec.scheduler.reduction_factor)
+    tune_dir = out / "tune"
+    if tune.Tuner.can_restore(str(tune_dir / spec.name)):
+        log(f"[sweep] resuming {tune_dir / spec.name}")
+        tuner = tune.Tuner.restore(str(tune_dir / spec.name), trainable=trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable, param_space=param_space(spec),
+            tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
+                                        max_concurrent_trials=spec.max_concurrent_trials, scheduler=scheduler),
+            run_config=tune.RunConfig(name=spec.name, storage_path=str(tune_dir)),
+        )
+    results = tuner.fit()
+    rows = []
+    for result in results:
+        if result.metrics is None or spec.metric not in (result.metrics or {}):
+            rows.append({"trial": Path(str(result.path)).name, "params": result.config, "error": str(result.error)})
+            continue
+        m = result.metrics
+        rows.append({"trial": Path(m["run_dir"]).name, "params": result.config, "epochs": m["epochs"],
+                     "overrides": expand(spec, result.config),
+                     "metrics": {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                     "run_dir": m["run_dir"]})
+    done = [r for r in rows if "metrics" in r]
+    sign = 1 if spec.mode == "min" else -1
+    done.sort(key=lambda r: sign * r["metrics"][spec.metric])
+    finals = []
+    for r in done[:spec.finalists]:
+        cfg = trial_config(base, spec, r["params"], r["trial"], out,
+                           {**spec.final_overrides, "training.epochs": r["epochs"],
+                            "training.schedule_epochs": max(spec.budgets or [r["epochs"]])})
+        log(f"[sweep] finalist {r['trial']}: sampling and evaluating with {spec.final_overrides}")
+        metrics = run_experiment(cfg, stages=["sample", "evaluate"], command=f"sweep {spec.name} finalist", log=log)
+        finals.append({"trial": r["trial"], "params": r["params"],
+                       "metrics": {k: s["mean"] for k, s in metrics["metrics"].items()},
+                       "std": {k: s["std"] for k, s in metrics["metrics"].items()},
+                       "noise_floor": {k: s["mean"] for k, s in metrics["noise_floor"].items()}})
+    failed = [r for r in rows if "error" in r]
+    summary = {"name": spec.name, "metric": spec.metric, "mode": spec.mode, "trials": done + failed, "finalists": finals}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / "summary.md").write_text(summary_table(summary) + "\n")
+    log(f"[sweep] {len(done)} trial(s) finished, {len(rows) - len(done)} failed; summary in {out / 'summary.md'}\n"
+        + summary_table(summary))
+    return summary
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def summary_table(summary: dict) -> str:
+    trials = [t for t in summary["trials"] if "metrics" in t]
+    if not trials:
+        return "(no finished trials)"
+    keys = sorted({k for t in trials for k in t["params"]})
+    metric = summary["metric"]
+    cols = [metric, f"{metric}_std", f"noise_floor_{metric}"]
+    lines = ["| trial | " + " | ".join(keys) + " | epochs | " + " | ".join(cols) + " |",
+             "|" + "---|" * (len(keys) + 2 + len(cols))]
+    for t in trials:
+        lines.append(f"| {t['trial']} | " + " | ".join(_fmt(t["params"].get(k)) for k in keys) + f" | {t['epochs']} | "
+                     + " | ".join(_fmt(t["metrics"].get(c, math.nan)) for c in cols) + " |")
+    if summary.get("finalists"):
+        lines += ["", f"Finalists re-evaluated ({metric}, mean ± std over seeds; noise floor):", ""]
+        for f in summary["finalists"]:
+            lines.append(f"- {f['trial']} {json.dumps(f['params'])}: {f['metrics'][metric]:.4f} ± {f['std'][metric]:.4f} "
+                         f"(floor {f['noise_floor'][metric]:.4f})")
+    return "\n".join(lines)
