@@ -83,7 +83,11 @@ def sample_positions(
             for _ in range(n_corrector):
                 score = -_eps(model, g, x, s) / sig_s
                 z = centred_noise(g, generator)
-                ratio = _molecule_norm(z, g).mean() / _molecule_norm(score, g).mean().clamp(min=1e-12)
+                # means over molecules that are still finite: one diverged molecule must not turn the
+                # step, and with it the whole batch, into NaN
+                z_norm, s_norm = _molecule_norm(z, g), _molecule_norm(score, g)
+                ok = torch.isfinite(s_norm)
+                ratio = z_norm[ok].mean() / s_norm[ok].mean().clamp(min=1e-12) if ok.any() else z_norm.new_zeros(())
                 step = 2.0 * float(snr * ratio) ** 2
                 x = x + step * score + (2.0 * step) ** 0.5 * z
         if progress is not None:
