@@ -41,8 +41,9 @@ def test_radius_graph_matches_brute_force():
 
 def build_backbone(name, cutoff):
     torch.manual_seed(0)
-    if name == "egnn":
-        net = EGNN(hidden=16, layers=3, time_dim=8, cutoff=cutoff).double()
+    if name.startswith("egnn"):
+        net = EGNN(hidden=16, layers=3, time_dim=8, cutoff=cutoff,
+                   coord_range=1.5 if name == "egnn_clipped" else None).double()
         for layer in net.layers:        # make the coordinate head non-trivial (it starts near zero)
             torch.nn.init.normal_(layer.coord_mlp[-1].weight, std=0.5)
         return net
@@ -50,7 +51,7 @@ def build_backbone(name, cutoff):
     return E3NN(hidden=8, layers=2, time_dim=8, cutoff=cutoff).double()
 
 
-@pytest.mark.parametrize("backbone", ["egnn", "e3nn"])
+@pytest.mark.parametrize("backbone", ["egnn", "egnn_clipped", "e3nn"])
 @pytest.mark.parametrize("cutoff", [None, 2.5])
 def test_backbones_are_e3_equivariant_and_permutation_equivariant(backbone, cutoff):
     net = build_backbone(backbone, cutoff)

@@ -18,7 +18,7 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", nargs="?", help="experiment YAML, or a run directory holding config.yaml")
     p.add_argument("--sweep", metavar="SPEC", help="run a Ray Tune sweep or study (a spec under tuning/ or "
-                   "experiments/studies/); the overrides then apply to its base config")
+                   "experiments/studies/); overrides then apply to its base config, sweep.<field>=... to the spec")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.epochs=10 ray.num_workers=2")
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
@@ -62,11 +62,11 @@ def main(argv=None) -> int:
 
 def _sweep(args) -> int:
     from .runtime import log
-    from .sweep import load_spec, run_sweep
+    from .sweep import load_spec, run_sweep, split_overrides
 
     overrides = ([args.config] if args.config else []) + list(args.overrides)   # argparse puts the first one in config
     try:
-        load_spec(args.sweep)
+        load_spec(args.sweep, split_overrides(overrides)[0])
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

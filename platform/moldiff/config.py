@@ -141,6 +141,8 @@ class ModelConfig(_Section):
         "sees coordinates at the data's scale at every noise level"
     )
     max_atomic_number: int = Field(100, ge=1, le=118)
+    coord_range: Optional[float] = Field(None, gt=0, description="egnn: soft bound on the summed coordinate "
+                                         "updates (r tanh(w / r) per layer); null = unbounded (best samples on LJ-13)")
     lmax: int = Field(2, ge=1, le=4, description="e3nn: highest spherical-harmonic degree of edge vectors")
     radial_max: float = Field(6.0, gt=0, description="e3nn: range of the radial basis when cutoff is null")
 

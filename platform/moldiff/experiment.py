@@ -15,22 +15,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
+from .atomic import temp_sibling, write_text as write_text_atomic
 from .config import STAGES, ExperimentConfig, dump_config
 from .data.records import build_table
 from .data.sources import PreparedData, prepare_data
 from .data.store import Manifest, dataset_exists, read_dataset, stacked_positions, write_dataset
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
 
 def prepare_run_dir(cfg: ExperimentConfig, command: str) -> Path:
     run_dir = cfg.run_dir
@@ -81,7 +75,7 @@ def write_samples(run_dir: Path, seed: int, z: np.ndarray, pos: np.ndarray, data
             atoms.info["energy"] = float(energy[i])
         frames.append(atoms)
     xyz = path.parent / f"seed_{seed}.extxyz"
-    tmp = xyz.with_name(f".{xyz.name}.tmp")
+    tmp = temp_sibling(xyz)
     ase_write(tmp, frames, format="extxyz")
     os.replace(tmp, xyz)
     return path

@@ -73,13 +73,15 @@ class SweepSpec(_Spec):
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
 
 
-def load_spec(path: str | Path) -> tuple[SweepSpec, dict]:
-    """The sweep spec and its base experiment config (raw, ``extends`` resolved)."""
+def load_spec(path: str | Path, spec_overrides: list[str] | None = None) -> tuple[SweepSpec, dict]:
+    """The sweep spec (with ``key=value`` overrides of its own fields) and its base experiment
+    config (raw, ``extends`` resolved)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep spec not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
+        raw = apply_overrides(raw, spec_overrides or [])
         spec = SweepSpec.model_validate(raw)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
@@ -173,9 +175,19 @@ def _trial(params: dict, base: dict, spec_raw: dict, output_dir: str) -> None:
         tune.report({**report, "epochs": budget, "run_dir": str(stage.run_dir)})
 
 
-def run_sweep(spec_path: str | Path, base_overrides: list[str] | None = None,
+def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """``sweep.<field>=...`` overrides go to the spec, the rest to the base config."""
+    spec = [o[len("sweep."):] for o in overrides if o.startswith("sweep.")]
+    return spec, [o for o in overrides if not o.startswith("sweep.")]
+
+
+def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
               log: Callable[[str], None] = print) -> dict:
-    """Run a sweep or study; returns the summary (also written as summary.json / summary.md)."""
+    """Run a sweep or study; returns the summary (also written as summary.json / summary.md).
+
+    ``overrides``: ``sweep.<field>=value`` change the spec (e.g. ``sweep.num_samples=1``), all
+    others the base experiment config."""
+    spec_overrides, base_overrides = split_overrides(overrides or [])
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -183,7 +195,7 @@ def run_sweep(spec_path: str | Path, base_overrides: list[str] | None = None,
     from .experiment import run_experiment
     from .runtime import connect
 
-    spec, base = load_spec(spec_path)
+    spec, base = load_spec(spec_path, spec_overrides)
     # trials run with the trial directory as working directory: make every path absolute here
     base = absolute_paths(apply_overrides(base, base_overrides or []))
     probe = validate_config(apply_overrides(base, _dotted(spec.overrides)), source=str(spec_path))

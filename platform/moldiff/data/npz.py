@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
+from ..atomic import temp_sibling
 from .records import MAX_Z, DatasetError, build_table
 from .store import Manifest
 
@@ -89,7 +90,7 @@ def write_md_npz(path: str | Path, z, R, E=None, F=None, name: str = "", theory:
     if F is not None:
         arrays["F"] = np.asarray(F, dtype=np.float32)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
+    tmp = temp_sibling(path, ".npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
 

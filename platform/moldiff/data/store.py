@@ -6,9 +6,7 @@ half-written dataset behind and an existing dataset is only replaced by a comple
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..atomic import replace_directory, temp_sibling
 from .records import DatasetError, property_names, validate_table
 
 DATA_FILE = "data.parquet"
@@ -56,18 +55,12 @@ def write_dataset(path: str | Path, table: pa.Table, manifest: Manifest) -> Mani
     missing = [p for p in property_names(table) if p not in manifest.properties]
     if missing:
         raise DatasetError(f"{path}: properties {missing} have no unit in the manifest")
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_sibling(path)
     tmp.mkdir(parents=True)
     try:
         pq.write_table(table, tmp / DATA_FILE)
         (tmp / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=2) + "\n")
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        replace_directory(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest

@@ -17,13 +17,13 @@ import json
 import os
 import sys
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
+from ..atomic import temp_sibling, write_text
 from ..physics.xtb import EV_TO_KCAL_PER_MOL, KB_KCAL_PER_MOL_K, gfn2_calculator
 from .npz import write_md_npz
 
@@ -72,14 +72,8 @@ def initial_structure(name: str, seed: int):
     return Atoms(numbers=[a.GetAtomicNum() for a in mol.GetAtoms()], positions=mol.GetConformer().GetPositions())
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:6]}")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
-
-
 def _save_npz_atomic(path: Path, **arrays) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:6]}.npz")
+    tmp = temp_sibling(path, ".npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
 
@@ -104,7 +98,7 @@ def run_md(name: str, settings: MDSettings, out_dir: str | Path,
     settings_file = work / "settings.json"
     if settings_file.exists() and json.loads(settings_file.read_text()) != asdict(settings):
         raise ValueError(f"{work}: holds a run with other settings ({settings_file}); use another output directory")
-    _write_json_atomic(settings_file, asdict(settings))
+    write_text(settings_file, json.dumps(asdict(settings)))
 
     rng = np.random.default_rng(settings.seed)
     state_file = work / "state.npz"

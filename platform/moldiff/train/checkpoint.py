@@ -6,13 +6,13 @@ Tensors are loaded with ``weights_only=True``; a missing or damaged file raises
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+
+from ..atomic import replace_directory, temp_sibling
 
 MODEL_FILE, OPTIMIZER_FILE, META_FILE = "model.pt", "optimizer.pt", "meta.json"
 
@@ -64,15 +64,9 @@ def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """Copy a checkpoint directory into place atomically (temporary name, then rename)."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_sibling(dst)
     shutil.copytree(src, tmp)
-    if dst.exists():
-        old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(dst, old)
-        os.replace(tmp, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dst)
+    replace_directory(tmp, dst)
     return dst
 
 

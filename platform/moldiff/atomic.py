@@ -1,0 +1,30 @@
+"""Atomic writes: build under a temporary sibling name, then rename into place, so a crash never
+leaves a half-written file or directory and an existing one is only replaced by a complete one."""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+
+def temp_sibling(path: Path, suffix: str = "") -> Path:
+    """A unique hidden name next to ``path`` (same filesystem, so the rename is atomic)."""
+    return path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def replace_directory(tmp: Path, dst: Path) -> None:
+    """Move the finished directory ``tmp`` to ``dst``, replacing any existing ``dst``."""
+    if dst.exists():
+        old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(dst, old)
+        os.replace(tmp, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dst)
+
+
+def write_text(path: Path, text: str) -> None:
+    tmp = temp_sibling(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
