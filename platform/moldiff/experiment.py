@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -103,23 +105,58 @@ def run_experiment(cfg: ExperimentConfig, stages: Iterable[str] = STAGES, comman
     run_dir = prepare_run_dir(cfg, command or " ".join(sys.argv))
     log(f"run directory {run_dir}; stages {', '.join(stages)}")
     connect(cfg.ray)
-    data = prepare_data(cfg.data, log)
+    clock = StageClock(run_dir)
+    with clock("data"):
+        data = prepare_data(cfg.data, log)
     final = run_dir / "checkpoints" / "final"
     if "train" in stages:
         from .train.trainer import train
-        final = train(cfg, data, log)
+        with clock("train"):
+            final = train(cfg, data, log)
     if "sample" in stages:
         from .parallel.sampling import sample_with_actors
         if not (final / "meta.json").is_file():
             raise FileNotFoundError(f"{final}: no final checkpoint; run the 'train' stage first")
         z = composition(data.train)
-        for seed in cfg.sampling.seeds:
-            pos = sample_with_actors(cfg, str(final), z, seed, log)
-            log(f"[sample] wrote {write_samples(run_dir, seed, z, pos, data, cfg)}")
+        with clock("sample"):
+            for seed in cfg.sampling.seeds:
+                pos = sample_with_actors(cfg, str(final), z, seed, log)
+                log(f"[sample] wrote {write_samples(run_dir, seed, z, pos, data, cfg)}")
     metrics = None
     if "evaluate" in stages:
-        metrics = evaluate_run(cfg, data, run_dir, log)
+        with clock("evaluate"):
+            metrics = evaluate_run(cfg, data, run_dir, log)
     return metrics
+
+
+class StageClock:
+    """Wall-clock seconds of each stage, appended to ``<run_dir>/timings.json`` as the stages end
+    (one record per invocation and stage, with the resources it had), so results pages can state
+    what every run cost."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "timings.json"
+
+    @contextmanager
+    def __call__(self, stage: str):
+        import ray
+
+        start = time.time()
+        yield
+        cpus = ray.cluster_resources().get("CPU") if ray.is_initialized() else None
+        records = json.loads(self.path.read_text()) if self.path.is_file() else []
+        records.append({"stage": stage, "seconds": round(time.time() - start, 1),
+                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "cluster_cpus": cpus})
+        write_text_atomic(self.path, json.dumps(records, indent=2) + "\n")
+
+
+def stage_seconds(run_dir: Path) -> dict[str, float]:
+    """Total wall-clock seconds per stage over every invocation recorded in ``timings.json``."""
+    path = Path(run_dir) / "timings.json"
+    totals: dict[str, float] = {}
+    for rec in json.loads(path.read_text()) if path.is_file() else []:
+        totals[rec["stage"]] = totals.get(rec["stage"], 0.0) + rec["seconds"]
+    return totals
 
 
 def evaluate_run(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log) -> dict:
