@@ -75,6 +75,23 @@ class XtbMDSource(_Section):
     chunk_frames: int = Field(500, ge=1, description="frames per resumable chunk")
 
 
+class MullerBrownSource(_Section):
+    """The 2-D Müller-Brown system (Fokker-Planck paper): OpenMM-style Langevin chains in the
+    potential's own units. The training set and the reference are independent runs (their own seed
+    streams) of ``n_chains`` chains each, started at the global minimum."""
+
+    kT: float = Field(23.0, gt=0)
+    mass: float = Field(0.5, gt=0)
+    friction: float = Field(1.0, gt=0)
+    dt: float = Field(0.005, gt=0)
+    n_chains: int = Field(100, ge=1)
+    burn_in: int = Field(2000, ge=0, description="steps discarded per chain")
+    n_frames: int = Field(1000, ge=1, description="frames saved per chain")
+    save_every: int = Field(50, ge=1, description="steps between saved frames")
+    reference_chains: int = Field(100, ge=2, description="chains of the independent reference run")
+    n_tasks: int = Field(2, ge=1, description="Ray tasks the chains are split over")
+
+
 class ParquetSource(_Section):
     """A moldiff Parquet dataset directory (``data.parquet`` + ``manifest.json``)."""
 
@@ -101,7 +118,7 @@ class TrainSetConfig(_Section):
 
 
 class DataConfig(_Section):
-    source: Literal["lj", "npz", "parquet", "xtb_md"] = "lj"
+    source: Literal["lj", "npz", "parquet", "xtb_md", "muller_brown"] = "lj"
     root: str = Field("data", description="cache directory for generated datasets")
     seed: int = Field(0, description="seed of data generation and subset selection (kept apart from "
                       "the training seed so that training seeds share one dataset)")
@@ -109,6 +126,7 @@ class DataConfig(_Section):
     npz: Optional[NpzSource] = None
     parquet: Optional[ParquetSource] = None
     xtb_md: Optional[XtbMDSource] = None
+    muller_brown: Optional[MullerBrownSource] = None
     train: TrainSetConfig = TrainSetConfig()
     materialize: bool = Field(
         True, description="load the training set into the object store before training starts "
@@ -120,17 +138,25 @@ class DataConfig(_Section):
         if getattr(self, self.source) is None:
             if self.source == "lj":
                 self.lj = LJSource()
+            elif self.source == "muller_brown":
+                self.muller_brown = MullerBrownSource()
             else:
                 raise ValueError(f"data.source is '{self.source}' but the section data.{self.source} is missing")
         return self
+
+    @property
+    def is_vector_system(self) -> bool:
+        """States are flat vectors (no atoms): Müller-Brown."""
+        return self.source == "muller_brown"
 
 
 # ---------------------------------------------------------------------------------- model etc.
 
 
 class ModelConfig(_Section):
-    backbone: Literal["egnn", "e3nn"] = Field(
-        "egnn", description="egnn: E(n) graph network; e3nn: tensor products over spherical harmonics"
+    backbone: Literal["egnn", "e3nn", "mlp"] = Field(
+        "egnn", description="egnn: E(n) graph network; e3nn: tensor products over spherical harmonics; "
+        "mlp: time-conditioned MLP on flat state vectors (2-D systems)"
     )
     hidden: int = Field(64, ge=4, le=4096)
     layers: int = Field(4, ge=1, le=32)
@@ -144,6 +170,10 @@ class ModelConfig(_Section):
     coord_range: Optional[float] = Field(None, gt=0, description="egnn: soft bound on the summed coordinate "
                                          "updates (r tanh(w / r) per layer); null = unbounded (best samples on LJ-13)")
     lmax: int = Field(2, ge=1, le=4, description="e3nn: highest spherical-harmonic degree of edge vectors")
+    hidden_layers: list[int] = Field(default_factory=lambda: [92, 92, 92], min_length=1,
+                                     description="mlp: widths of the hidden layers")
+    conservative: bool = Field(True, description="mlp: the network outputs log p_t and the score is its "
+                               "gradient (needed for the Fokker-Planck term and stable simulation)")
     radial_max: float = Field(6.0, gt=0, description="e3nn: range of the radial basis when cutoff is null")
 
 
@@ -179,13 +209,29 @@ class PSMConfig(_Section):
                                 "null = the training set manifest's kT")
 
 
+class FokkerPlanckConfig(_Section):
+    """DSM + alpha * Fokker-Planck residual (weak form) for energy models on state vectors."""
+
+    alpha: float = Field(5e-4, ge=0, description="weight of the FP term; 0 = plain DSM on the energy model")
+    probe_sigma: float = Field(1e-4, gt=0, description="std of the weak residual's probes")
+    h_back: float = Field(1e-3, gt=0, description="backward step of the d/dt finite difference")
+    h_ahead: float = Field(5e-4, gt=0, description="forward step of the d/dt finite difference")
+    midpoint: Optional[float] = Field(None, gt=0, lt=1, description="time-weight midpoint (half the weight "
+                                      "on each side); null = w(t) = 1")
+
+
 class ObjectiveConfig(_Section):
-    name: Literal["dsm", "psm"] = Field("dsm", description="dsm: w = 0; psm: force weight from objective.psm")
+    name: Literal["dsm", "psm", "fokker_planck"] = Field(
+        "dsm", description="dsm: w = 0; psm: force weight from objective.psm; fokker_planck: DSM + alpha FP "
+        "on state vectors (objective.fokker_planck)")
     psm: PSMConfig = PSMConfig()
+    fokker_planck: FokkerPlanckConfig = FokkerPlanckConfig()
 
     @property
     def variant(self) -> str:
         """The name results use: dsm, piecewise, piecewise_weighted, force_only."""
+        if self.name == "fokker_planck":
+            return "fokker_planck" if self.fokker_planck.alpha > 0 else "diffusion"
         return "dsm" if self.name == "dsm" else self.psm.weighting
 
 
@@ -194,7 +240,10 @@ class TrainingConfig(_Section):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(5e-4, gt=0, le=1.0)
     weight_decay: float = Field(5e-7, ge=0)
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="adamw: decoupled weight decay (the "
+                                                "Fokker-Planck paper's choice)")
     lr_schedule: Literal["cosine", "constant"] = "cosine"
+    lr_final: float = Field(0.0, ge=0, description="cosine schedule: the learning rate it decays to")
     schedule_epochs: Optional[int] = Field(
         None, ge=1, description="epochs the lr schedule spans (default: epochs); sweeps that train in stages "
         "set it to the final budget so that every stage follows one schedule"
@@ -206,6 +255,9 @@ class TrainingConfig(_Section):
     report_every: int = Field(1, ge=1, description="epochs between reports to Ray Train (each is a barrier "
                               "across workers); epochs with a checkpoint always report")
     keep_checkpoints: int = Field(2, ge=1)
+    time_interval: Optional[list[float]] = Field(
+        None, min_length=2, max_length=2, description="[t_lo, t_hi]: train on this diffusion-time interval "
+        "only (set per expert by the mixture; null = the whole (t_min, 1))")
     cache_shard: bool = Field(
         True, description="pull the worker's shard through Ray Data once and reshuffle it locally "
         "every epoch (for datasets that fit in memory)"
@@ -224,6 +276,46 @@ class SamplingConfig(_Section):
     use_ema: bool = True
 
 
+class ExpertsConfig(_Section):
+    """A mixture of time-interval experts: expert i covers [boundaries[i-1], boundaries[i]) (low t
+    first), is trained as its own Ray Train run (all launched concurrently) with the run's config plus
+    its ``members[i]`` overrides (dotted keys), and the mixture is assembled from their checkpoints."""
+
+    boundaries: list[float] = Field(min_length=1, description="interval boundaries inside (0, 1), increasing")
+    members: list[dict[str, Any]] = Field(description="per expert, low t first: dotted-key overrides")
+    max_concurrent: Optional[int] = Field(None, ge=1, description="experts trained at once; null = as many "
+                                          "as the cluster's CPUs hold")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if len(self.members) != len(self.boundaries) + 1:
+            raise ValueError(f"{len(self.boundaries)} boundaries need {len(self.boundaries) + 1} members, "
+                             f"got {len(self.members)}")
+        if any(not 0 < b < 1 for b in self.boundaries) or self.boundaries != sorted(set(self.boundaries)):
+            raise ValueError(f"boundaries must be increasing and inside (0, 1), got {self.boundaries}")
+        for i, member in enumerate(self.members):
+            bad = [k for k in member if k.split(".")[0] in ("experts", "simulation", "name", "output_dir", "data")]
+            if bad:
+                raise ValueError(f"members[{i}]: {bad} cannot differ between experts")
+        return self
+
+
+class SimulationConfig(_Section):
+    """Langevin dynamics with the learned forces kT * s(x, t_sim) (OpenMM's Langevin scheme)."""
+
+    enabled: bool = False
+    kT: Optional[float] = Field(None, gt=0, description="null = the dataset manifest's kT")
+    mass: float = Field(0.5, gt=0)
+    friction: float = Field(1.0, gt=0)
+    dt: float = Field(0.005, gt=0)
+    t_sim: float = Field(1e-5, ge=0, lt=1, description="diffusion time at which the score is the force")
+    n_chains: int = Field(20, ge=1, description="independent chains per seed, started from random training frames")
+    burn_in: int = Field(0, ge=0)
+    n_frames: int = Field(5000, ge=1, description="frames saved per chain")
+    save_every: int = Field(50, ge=1)
+    num_actors: int = Field(2, ge=1, description="Ray actors the chains are split over")
+
+
 class EvaluationConfig(_Section):
     distance_bins: int = Field(200, ge=2)
     energy_bins: int = Field(50, ge=2)
@@ -233,6 +325,10 @@ class EvaluationConfig(_Section):
     w2_samples: int = Field(1000, ge=2, description="samples per side of the exact W2 assignment")
     stability: bool = Field(False, description="MD17 stability: bonded distances within tolerance of equilibrium")
     stability_tolerance: float = Field(0.5, gt=0, description="Angstrom")
+    js_bins: int = Field(100, ge=2, description="2-D systems: bins per axis of the JS divergence")
+    pmf_bins: int = Field(64, ge=3, description="2-D systems: bins per axis of the PMF error")
+    pmf_limits: list[list[float]] = Field(default_factory=lambda: [[-1.8, 1.1], [-0.5, 2.0]],
+                                          description="2-D systems: [[x_lo, x_hi], [y_lo, y_hi]] of the PMF grid")
 
 
 class RayConfig(_Section):
@@ -272,7 +368,25 @@ class ExperimentConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     sampling: SamplingConfig = SamplingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    experts: Optional[ExpertsConfig] = None
+    simulation: SimulationConfig = SimulationConfig()
     ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _system_and_model_agree(self):
+        vector = self.data.is_vector_system
+        if vector != (self.model.backbone == "mlp"):
+            raise ValueError(f"model.backbone '{self.model.backbone}' does not fit data.source "
+                             f"'{self.data.source}' (state-vector systems use mlp, molecules egnn/e3nn)")
+        if vector != (self.objective.name == "fokker_planck"):
+            raise ValueError(f"objective.name '{self.objective.name}' does not fit data.source '{self.data.source}' "
+                             "(state-vector systems use fokker_planck; molecules dsm/psm)")
+        if self.experts is None and self.objective.name == "fokker_planck" and self.objective.fokker_planck.alpha > 0 \
+                and not self.model.conservative:
+            raise ValueError("objective.fokker_planck.alpha > 0 needs model.conservative: true")
+        if self.simulation.enabled and not vector:
+            raise ValueError("simulation with learned forces is implemented for state-vector systems only")
+        return self
 
     @property
     def run_dir(self) -> Path:
@@ -413,4 +527,4 @@ def validate_config(raw: dict, source: str = "<dict>") -> ExperimentConfig:
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

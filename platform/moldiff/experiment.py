@@ -102,6 +102,9 @@ def run_experiment(cfg: ExperimentConfig, stages: Iterable[str] = STAGES, comman
     from .runtime import connect
 
     stages = [s for s in STAGES if s in set(stages)]
+    if cfg.experts:
+        from .train.experts import expert_configs
+        expert_configs(cfg)                      # a bad member fails here, before any work
     run_dir = prepare_run_dir(cfg, command or " ".join(sys.argv))
     log(f"run directory {run_dir}; stages {', '.join(stages)}")
     connect(cfg.ray)
@@ -110,9 +113,21 @@ def run_experiment(cfg: ExperimentConfig, stages: Iterable[str] = STAGES, comman
         data = prepare_data(cfg.data, log)
     final = run_dir / "checkpoints" / "final"
     if "train" in stages:
+        from .train.experts import train_experts
         from .train.trainer import train
         with clock("train"):
-            final = train(cfg, data, log)
+            final = train_experts(cfg, data, log) if cfg.experts else train(cfg, data, log)
+    if cfg.data.is_vector_system:
+        from .state_pipeline import evaluate_stage, sample_stage
+        if "sample" in stages:
+            if not (final / "meta.json").is_file():
+                raise FileNotFoundError(f"{final}: no final checkpoint; run the 'train' stage first")
+            with clock("sample"):
+                sample_stage(cfg, data, final, run_dir, log)
+        if "evaluate" in stages:
+            with clock("evaluate"):
+                return evaluate_stage(cfg, data, run_dir, log)
+        return None
     if "sample" in stages:
         from .parallel.sampling import sample_with_actors
         if not (final / "meta.json").is_file():

@@ -43,14 +43,14 @@ def _key(payload: dict) -> str:
 _build_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
 
 
-def _cached(path: Path, build: Callable[[], tuple], log: Callable[[str], None]) -> Manifest:
+def _cached(path: Path, build: Callable[[], tuple], log: Callable[[str], None], writer=write_dataset) -> Manifest:
     # one build per dataset even when several threads prepare configs that share it (sweeps)
     with _build_locks[str(path)]:
         if dataset_exists(path):
             log(f"[data] using cached {path}")
             return read_manifest(path)
         table, manifest = build()
-        write_dataset(path, table, manifest)
+        writer(path, table, manifest)
         log(f"[data] wrote {path} ({manifest.n_molecules} molecules)")
         return manifest
 
@@ -60,7 +60,27 @@ def prepare_data(data: DataConfig, log: Callable[[str], None] = print) -> Prepar
     root.mkdir(parents=True, exist_ok=True)
     if data.source == "lj":
         return _prepare_lj(data, root, log)
+    if data.source == "muller_brown":
+        return _prepare_muller_brown(data, root, log)
     return _prepare_split(data, root, log)
+
+
+def _prepare_muller_brown(data: DataConfig, root: Path, log) -> PreparedData:
+    from . import muller_brown
+    from .vectors import write_vector_dataset
+
+    src = data.muller_brown
+    key = _key({"system": src.model_dump(mode="json"), "seed": data.seed})
+    paths = {}
+    for role, stream in (("train", 0), ("reference", 1)):
+        name = f"muller_brown-{role}-{key}"
+        # separate seed streams: the reference never replays a training chain
+        seed = int(np.random.SeedSequence([data.seed, stream]).generate_state(1)[0])
+        _cached(root / name, lambda: muller_brown.build_dataset(src, role, seed, name, log), log,
+                writer=write_vector_dataset)
+        paths[role] = root / name
+    return PreparedData(paths["train"], paths["reference"], read_manifest(paths["train"]),
+                        read_manifest(paths["reference"]), None)
 
 
 def _prepare_lj(data: DataConfig, root: Path, log) -> PreparedData:

@@ -55,6 +55,11 @@ def write_dataset(path: str | Path, table: pa.Table, manifest: Manifest) -> Mani
     missing = [p for p in property_names(table) if p not in manifest.properties]
     if missing:
         raise DatasetError(f"{path}: properties {missing} have no unit in the manifest")
+    return write_validated(path, table, manifest)
+
+
+def write_validated(path: Path, table: pa.Table, manifest: Manifest) -> Manifest:
+    """The atomic write itself, for a table its schema's validator has accepted."""
     tmp = temp_sibling(path)
     tmp.mkdir(parents=True)
     try:

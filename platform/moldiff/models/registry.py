@@ -21,5 +21,20 @@ def build_backbone(cfg: ExperimentConfig) -> nn.Module:
     raise ValueError(f"unknown model.backbone {m.backbone!r}")
 
 
-def build_model(cfg: ExperimentConfig, sigma_data: float = 1.0) -> EpsilonModel:
+def build_model(cfg: ExperimentConfig, sigma_data: float = 1.0, state_dim: int = 2):
+    """The model a config trains. State-vector systems get an energy (conservative) or score MLP;
+    ``state_dim`` is their dimension (from the dataset)."""
+    if cfg.model.backbone == "mlp":
+        from ..nn.mlp import TimeMLP
+        from .energy import EnergyModel, ScoreModel
+        m, (t_lo, t_hi) = cfg.model, time_interval(cfg)
+        if m.conservative:
+            return EnergyModel(TimeMLP(state_dim, m.hidden_layers, 1, t_mid=0.5 * (t_lo + t_hi)))
+        return ScoreModel(TimeMLP(state_dim, m.hidden_layers, state_dim, t_mid=0.5 * (t_lo + t_hi)))
     return EpsilonModel(build_backbone(cfg), build_schedule(cfg.diffusion), sigma_data, cfg.model.input_scaling)
+
+
+def time_interval(cfg: ExperimentConfig) -> tuple[float, float]:
+    """The diffusion-time interval a config trains on: (t_min, 1), or an expert's own interval."""
+    interval = cfg.training.time_interval
+    return (cfg.diffusion.t_min, 1.0) if interval is None else (max(interval[0], cfg.diffusion.t_min), interval[1])

@@ -5,6 +5,7 @@ from typing import Optional
 
 from ..config import ExperimentConfig
 from ..diffusion.schedules import build_schedule
+from .fokker_planck import FokkerPlanckDSM, FokkerPlanckSettings
 from .score_matching import ForceWeight, ScoreMatching
 
 
@@ -16,10 +17,27 @@ def force_weight(cfg: ExperimentConfig) -> ForceWeight:
     return ForceWeight(p.weighting, p.t_p, p.sharpness, p.t_c, p.t_cut)
 
 
+def fokker_planck_settings(cfg: ExperimentConfig) -> FokkerPlanckSettings:
+    from ..models.registry import time_interval
+
+    fp = cfg.objective.fokker_planck
+    t_lo, t_hi = time_interval(cfg)
+    if fp.alpha > 0 and t_hi < 1.0:
+        # keep the finite-difference point t + h_ahead inside this expert's own interval
+        t_hi -= 2 * fp.h_ahead
+    if fp.midpoint is not None and not t_lo < fp.midpoint < t_hi:
+        raise ValueError(f"objective.fokker_planck.midpoint {fp.midpoint} lies outside the trained time interval "
+                         f"({t_lo:g}, {t_hi:g}); give each expert its own midpoint or null")
+    return FokkerPlanckSettings(alpha=fp.alpha, probe_sigma=fp.probe_sigma, h_back=fp.h_back, h_ahead=fp.h_ahead,
+                                t_lo=t_lo, t_hi=t_hi, midpoint=fp.midpoint)
+
+
 def build_objective(cfg: ExperimentConfig, dataset_kT: Optional[float] = None):
     """``dataset_kT``: kT of the training set's manifest, used unless ``objective.psm.kT`` is set."""
     name = cfg.objective.name
     if name in ("dsm", "psm"):
         kT = cfg.objective.psm.kT if cfg.objective.psm.kT is not None else dataset_kT
         return ScoreMatching(build_schedule(cfg.diffusion), force_weight(cfg), kT)
+    if name == "fokker_planck":
+        return FokkerPlanckDSM(build_schedule(cfg.diffusion), fokker_planck_settings(cfg))
     raise ValueError(f"unknown objective.name {name!r}")

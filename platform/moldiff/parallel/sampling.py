@@ -13,6 +13,7 @@ import ray
 import torch
 
 from ..config import ExperimentConfig
+from .pool import map_chunks
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -62,24 +63,16 @@ def sample_with_actors(cfg: ExperimentConfig, checkpoint_dir: str, z: np.ndarray
     actors = [Actor.remote(str(checkpoint_dir), s.use_ema, r.torch_threads, r.use_gpu) for _ in range(n_actors)]
     sampling = s.model_dump(mode="json")
     t0 = time.time()
-    pending, results, next_chunk = {}, {}, 0
-    done = 0
-    while next_chunk < len(chunks) or pending:
-        for actor in actors:
-            if next_chunk < len(chunks) and actor not in pending.values():
-                ref = actor.sample.remote(z, chunks[next_chunk], chunk_seed(seed, next_chunk), sampling,
-                                          f"seed {seed} chunk {next_chunk + 1}/{len(chunks)}")
-                pending[ref] = actor
-                results[ref] = next_chunk
-                next_chunk += 1
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            pending.pop(ref)
-            done += chunks[results[ref]]
-            log(f"[sample] seed {seed}: {done}/{s.n_samples} molecules ({time.time() - t0:.0f}s)")
-    out = [None] * len(chunks)
-    for ref, idx in results.items():
-        out[idx] = ray.get(ref)
+    done = [0]
+
+    def submit(actor, k):
+        return actor.sample.remote(z, chunks[k], chunk_seed(seed, k), sampling, f"seed {seed} chunk {k + 1}/{len(chunks)}")
+
+    def landed(k):
+        done[0] += chunks[k]
+        log(f"[sample] seed {seed}: {done[0]}/{s.n_samples} molecules ({time.time() - t0:.0f}s)")
+
+    out = map_chunks(actors, submit, len(chunks), landed)
     for actor in actors:
         ray.kill(actor)
     return np.concatenate(out)

@@ -6,6 +6,7 @@ Tensors are loaded with ``weights_only=True``; a missing or damaged file raises
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Optional
@@ -76,11 +77,13 @@ def load_model(directory: str | Path, use_ema: bool = True):
     from ..models import build_model
 
     meta = load_meta(directory)
+    if "mixture" in meta:
+        return _load_mixture(Path(directory), meta, use_ema)
     for key in ("config", "sigma_data"):
         if key not in meta:
             raise CheckpointError(f"{Path(directory) / META_FILE}: missing key '{key}'")
     cfg = validate_config(meta["config"], source=str(Path(directory) / META_FILE))
-    model = build_model(cfg, meta["sigma_data"])
+    model = build_model(cfg, meta["sigma_data"], meta.get("state_dim") or 2)
     weights = load_weights(directory)
     state = weights["ema"] if use_ema and weights.get("ema") is not None else weights["model"]
     try:
@@ -89,3 +92,29 @@ def load_model(directory: str | Path, use_ema: bool = True):
         raise CheckpointError(f"{Path(directory) / MODEL_FILE}: weights do not fit the configured model: {err}") from None
     model.eval()
     return model, cfg, meta
+
+
+def save_mixture(directory: str | Path, boundaries: list[float], experts: list[str | Path], config: dict) -> Path:
+    """A mixture checkpoint: no weights of its own, the experts' checkpoint directories (relative
+    to this one, so a run directory can be moved) and the interval boundaries."""
+    directory = Path(directory)
+    tmp = temp_sibling(directory)
+    tmp.mkdir(parents=True)
+    rel = [os.path.relpath(Path(e).resolve(), directory.resolve()) for e in experts]
+    (tmp / META_FILE).write_text(json.dumps({"mixture": {"boundaries": boundaries, "experts": rel},
+                                             "config": config}, indent=2) + "\n")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    replace_directory(tmp, directory)
+    return directory
+
+
+def _load_mixture(directory: Path, meta: dict, use_ema: bool):
+    from ..config import validate_config
+    from ..models.experts import TimeIntervalMixture
+
+    spec = meta["mixture"]
+    experts = [load_model((directory / rel).resolve(), use_ema)[0] for rel in spec["experts"]]
+    cfg = validate_config(meta["config"], source=str(directory / META_FILE))
+    mixture = TimeIntervalMixture(spec["boundaries"], experts)
+    mixture.eval()
+    return mixture, cfg, meta

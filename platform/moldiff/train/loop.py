@@ -37,23 +37,24 @@ class ShardBatches:
     needs equal step counts). Otherwise batches stream from the shard every epoch.
     """
 
-    def __init__(self, shard, batch_size: int, steps_per_epoch: int, cache: bool, seed: int, rank: int):
+    def __init__(self, shard, batch_size: int, steps_per_epoch: int, cache: bool, seed: int, rank: int,
+                 collate=collate_arrow):
         self.shard, self.batch_size, self.steps_per_epoch = shard, batch_size, steps_per_epoch
-        self.cache, self.seed, self.rank = cache, seed, rank
+        self.cache, self.seed, self.rank, self.collate = cache, seed, rank, collate
         self._all: Optional[GraphBatch] = None
 
     def _load(self) -> GraphBatch:
         tables = list(self.shard.iter_batches(batch_size=4096, batch_format="pyarrow"))
         if not tables:
             raise RuntimeError(f"training shard of rank {self.rank} is empty: fewer molecules than workers?")
-        return collate_arrow(pa.concat_tables(tables))
+        return self.collate(pa.concat_tables(tables))
 
     def epoch(self, epoch: int) -> Iterator[GraphBatch]:
         if not self.cache:
             for table in self.shard.iter_batches(batch_size=self.batch_size, batch_format="pyarrow", drop_last=True,
                                                  local_shuffle_buffer_size=4 * self.batch_size,
                                                  local_shuffle_seed=epoch_seed(self.seed, self.rank, epoch)):
-                yield collate_arrow(table)
+                yield self.collate(table)
             return
         if self._all is None:
             self._all = self._load()
@@ -73,6 +74,17 @@ def _mean_across_workers(values: dict[str, float], world: int) -> dict[str, floa
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
     dist.all_reduce(t)
     return {k: float(v) / world for k, v in zip(keys, t)}
+
+
+def _average_gradients(model: torch.nn.Module, world: int) -> None:
+    """Data-parallel gradient averaging without DDP, for models whose loss differentiates through
+    autograd.grad several times per step (energy models under the Fokker-Planck term), which DDP's
+    one-forward-one-backward hooks do not support."""
+    import torch.distributed as dist
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
 
 
 def _quiet_ray_train_reports() -> None:
@@ -98,7 +110,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.seed)                         # identical initial weights on every rank
 
-    model = build_model(cfg, loop_config["sigma_data"])
+    vector_system = cfg.data.is_vector_system
+    model = build_model(cfg, loop_config["sigma_data"], loop_config.get("state_dim", 2))
     ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
     start_epoch, step, restored = 0, 0, None
     checkpoint = ray.train.get_checkpoint()
@@ -111,7 +124,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
         if ema is not None and weights.get("ema") is not None:
             ema.load_state_dict(weights["ema"])
         start_epoch, step = int(meta["epoch"]), int(meta["step"])
-    model = ray.train.torch.prepare_model(model)        # to device; DDP when world > 1
+    # to device; DDP when world > 1, except for state-vector models (gradients averaged by hand)
+    model = ray.train.torch.prepare_model(model, parallel_strategy=None if vector_system else "ddp")
     core = model.module if hasattr(model, "module") else model
     if ema is not None:
         ema.shadow = {k: v.to(device) for k, v in ema.shadow.items()}
@@ -123,8 +137,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
         scheduler.load_state_dict(restored["scheduler"])
     objective = build_objective(cfg, loop_config.get("dataset_kT"))
 
+    from ..data.vectors import collate_vectors
     batches = ShardBatches(ray.train.get_dataset_shard("train"), tc.batch_size, loop_config["steps_per_epoch"],
-                           tc.cache_shard, cfg.seed, rank)
+                           tc.cache_shard, cfg.seed, rank, collate_vectors if vector_system else collate_arrow)
     writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
@@ -143,6 +158,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
             loss, logs = objective(model, graphs, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if vector_system and world > 1:
+                _average_gradients(model, world)
             if tc.grad_clip is not None:
                 logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
             optimizer.step()
@@ -179,6 +196,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                         tmp, model_state=core.state_dict(), ema_state=None if ema is None else ema.state_dict(),
                         optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
                         meta={"epoch": epoch + 1, "step": step, "sigma_data": loop_config["sigma_data"],
+                              "state_dim": loop_config.get("state_dim"),
                               "resumed_from_epoch": start_epoch, "world_size": world,
                               "config": loop_config["config"], "metrics": metrics},
                     )

@@ -18,9 +18,12 @@ FINAL_CHECKPOINT = Path("checkpoints") / "final"
 
 
 def coordinate_scale(train_path: Path) -> float:
-    """Per-coordinate std of the centred training positions (the model's sigma_data)."""
+    """Per-coordinate std of the centred training positions (the model's sigma_data); for
+    state-vector datasets the std of the states."""
     from ..data.store import positions
     table, _ = read_dataset(train_path, validate=False)
+    if "x" in table.column_names:
+        return float(table.column("x").combine_chunks().flatten().to_numpy(zero_copy_only=False).std())
     centred = np.concatenate([p - p.mean(0) for p in positions(table)])
     return float(centred.std())
 
@@ -54,6 +57,7 @@ def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] 
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": cfg.model_dump(mode="json"), "sigma_data": sigma_data,
+                           "state_dim": data.train_manifest.generator.get("state_dim", 2),
                            "steps_per_epoch": steps_per_epoch, "run_dir": str(cfg.run_dir),
                            "dataset_kT": data.train_manifest.kT},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=cfg.ray.use_gpu,
