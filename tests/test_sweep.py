@@ -63,8 +63,21 @@ SPECS = sorted(list((ROOT / "experiments" / "studies").glob("*.yaml")) + list((R
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_shipped_study_and_sweep_is_valid(path, tmp_path):
     from moldiff.sweep import trial_config
+    from moldiff.train.experts import expert_configs
 
     spec, base = load_spec(path)
-    for point in grid_points(spec):
-        cfg = trial_config(base, spec, point, "check", tmp_path)
-        assert cfg.name == "check"
+    # every grid point, with each searched key at both ends of its range
+    for end in (0, -1):
+        drawn = {key: _end_of(dist, end) for key, dist in spec.search.items() if "grid" not in dist}
+        for point in grid_points(spec):
+            cfg = trial_config(base, spec, {**point, **drawn}, "check", tmp_path)
+            assert cfg.name == "check"
+            if cfg.experts:
+                expert_configs(cfg)
+            if spec.final_overrides:
+                trial_config(base, spec, {**point, **drawn}, "check", tmp_path, extra=spec.final_overrides)
+
+
+def _end_of(dist: dict, end: int):
+    kind, values = next(iter(dist.items()))
+    return values[end]

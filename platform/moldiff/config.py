@@ -417,14 +417,26 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         path, value = _parse_override(text)
         node = out
         for i, part in enumerate(path[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
+            if isinstance(node, list):          # a list item by index, e.g. experts.members.0.training.epochs
+                child = node[_list_index(node, part, text, path[:i + 1])]
+            else:
+                child = node.get(part)
+                if child is None:
+                    child = node[part] = {}
+            if not isinstance(child, (dict, list)):
                 raise ConfigError(f"override '{text}': '{'.'.join(path[:i + 1])}' is a value, not a section")
             node = child
-        node[path[-1]] = value
+        if isinstance(node, list):
+            node[_list_index(node, path[-1], text, path)] = value
+        else:
+            node[path[-1]] = value
     return out
+
+
+def _list_index(node: list, part: str, text: str, path: list[str]) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"override '{text}': '{'.'.join(path)}' needs an index 0-{len(node) - 1} into a list")
+    return int(part)
 
 
 def _section_model(loc: tuple) -> Optional[type[BaseModel]]:

@@ -26,7 +26,7 @@ def expert_configs(cfg: ExperimentConfig) -> list[ExperimentConfig]:
     edges = [0.0, *ex.boundaries, 1.0]
     out = []
     for i, member in enumerate(ex.members):
-        overrides = [f"{k}={_yaml_value(v)}" for k, v in member.items()]
+        overrides = [f"{k}={_yaml_value(v)}" for k, v in _flatten(member).items()]
         try:
             raw = apply_overrides(base, overrides)
         except ConfigError as err:
@@ -37,6 +37,18 @@ def expert_configs(cfg: ExperimentConfig) -> list[ExperimentConfig]:
         raw["simulation"]["enabled"] = False
         raw["ray"]["storage_path"] = None
         out.append(validate_config(raw, source=f"{cfg.name}: experts.members[{i}] (interval [{edges[i]:g}, {edges[i + 1]:g}))"))
+    return out
+
+
+def _flatten(member: dict, prefix: str = "") -> dict:
+    """Nested sections become dotted keys, so {"objective": {"fokker_planck": {"alpha": a}}} and
+    "objective.fokker_planck.alpha" mean the same (later entries win); list values stay whole."""
+    out = {}
+    for key, value in member.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
     return out
 
 
