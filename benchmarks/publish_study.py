@@ -25,7 +25,7 @@ from moldiff.config import validate_config  # noqa: E402
 from moldiff.data.sources import prepare_data  # noqa: E402
 from moldiff.data.store import read_dataset, stacked_positions  # noqa: E402
 from moldiff.evaluation import split_reference  # noqa: E402
-from moldiff.experiment import load_samples  # noqa: E402
+from moldiff.experiment import load_samples, stage_seconds  # noqa: E402
 from moldiff.plots import plot_hr_variants  # noqa: E402
 from publish_results import paper_table  # noqa: E402
 
@@ -42,9 +42,14 @@ def trial_rows(study_dir: Path) -> list[dict]:
         metrics = json.loads((run / "metrics.json").read_text())
         variants = {k.split(".", 1)[1]: v for k, v in t["params"].items() if k.startswith("variant.")}
         rows.append({"study": summary["name"], "variants": variants, "run": run, "metrics": metrics,
-                     "config": yaml.safe_load((run / "config.yaml").read_text()),
+                     "config": yaml.safe_load((run / "config.yaml").read_text()), "seconds": stage_seconds(run),
                      "command": (run / "command.txt").read_text().splitlines()[-1]})
     return rows
+
+
+def _minutes(row: dict, stage: str) -> str:
+    seconds = row["seconds"].get(stage)
+    return "n/a" if seconds is None else f"{seconds / 60:.1f}"
 
 
 def fmt(s: dict) -> str:
@@ -76,23 +81,27 @@ def main(argv=None) -> int:
                f"Sampling seeds {rows[0]['metrics']['seeds']}, {rows[0]['metrics']['n_samples']} samples per seed; "
                f"reference {rows[0]['metrics']['n_reference']} frames ({rows[0]['metrics']['reference_split']}); "
                f"noise floor from {rows[0]['metrics']['n_noise_floor_set']} independent reference frames per seed.", "",
-               "| " + " | ".join(groups) + " | " + " | ".join(metrics_shown) + " | train-set " + metrics_shown[0] + " |",
-               "|" + "---|" * (len(groups) + len(metrics_shown) + 1)]
+               "Cost: wall-clock minutes of each trial's training and sampling stages (`timings.json` in its run "
+               f"directory), with {sweep['spec'].get('max_concurrent_trials', 1)} trials sharing this machine at a time.", "",
+               "| " + " | ".join(groups) + " | " + " | ".join(metrics_shown) + " | train-set " + metrics_shown[0]
+               + " | train min | sample min |",
+               "|" + "---|" * (len(groups) + len(metrics_shown) + 3)]
         order = {g: list(sweep["spec"]["variants"][g]) for g in groups}
         rows.sort(key=lambda r: [order[g].index(r["variants"][g]) for g in groups])
         for r in rows:
             m = r["metrics"]
             md.append("| " + " | ".join(r["variants"][g] for g in groups) + " | "
                       + " | ".join(fmt(m["metrics"][k]) for k in metrics_shown)
-                      + f" | {m['train_set'][metrics_shown[0]]:.4f} |")
+                      + f" | {m['train_set'][metrics_shown[0]]:.4f} | {_minutes(r, 'train')} | {_minutes(r, 'sample')} |")
             for k, s in m["metrics"].items():
                 records.append({"experiment": args.name, "study": r["study"],
                                 "variant": "/".join(r["variants"][g] for g in groups), **{f"variant_{g}": r["variants"][g] for g in groups},
                                 "metric": k, "mean": s["mean"], "std": s["std"], "n_seeds": len(s["per_seed"]),
                                 "n_samples": m["n_samples"], "noise_floor": m["noise_floor"][k]["mean"],
-                                "train_set": m["train_set"][k], "command": r["command"]})
+                                "train_set": m["train_set"][k], "command": r["command"],
+                                "train_seconds": r["seconds"].get("train"), "sample_seconds": r["seconds"].get("sample")})
         floor = rows[0]["metrics"]["noise_floor"]
-        md += ["| noise floor | " + " | " * (len(groups) - 1) + " | ".join(fmt(floor[k]) for k in metrics_shown) + " | |", ""]
+        md += ["| noise floor | " + " | " * (len(groups) - 1) + " | ".join(fmt(floor[k]) for k in metrics_shown) + " | | | |", ""]
         if args.group and args.group in groups:
             for value in order[args.group]:
                 members = [r for r in rows if r["variants"][args.group] == value]
