@@ -20,6 +20,7 @@ import torch
 
 from ..config import LJSource, TrainSetConfig
 from ..physics.lennard_jones import LennardJones, lattice_start
+from ..parallel.tasks import run_tasks
 from ..physics.mcmc import chain_diagnostics, mala
 from .records import build_table
 from .store import Manifest
@@ -65,18 +66,8 @@ def run_chains(potential: LennardJones, spec: ChainSpec, seed: int, n_tasks: int
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n_tasks)]
     t0 = time.time()
     log(f"[{label}] {spec.n_chains} MALA chains x {spec.burn_in}+{spec.n_steps} steps on {n_tasks} task(s)")
-    try:
-        import ray
-        use_ray = ray.is_initialized()
-    except ImportError:
-        use_ray = False
-    if use_ray:
-        task = ray.remote(num_cpus=1, scheduling_strategy="DEFAULT")(_run_chain_block)
-        blocks = ray.get([task.remote(potential, spec, len(s), sd, f"{label} {i + 1}/{n_tasks}")
-                          for i, (s, sd) in enumerate(zip(shares, seeds))])
-    else:
-        blocks = [_run_chain_block(potential, spec, len(s), sd, f"{label} {i + 1}/{n_tasks}")
-                  for i, (s, sd) in enumerate(zip(shares, seeds))]
+    blocks = run_tasks(_run_chain_block, [(potential, spec, len(s), sd, f"{label} {i + 1}/{n_tasks}")
+                                          for i, (s, sd) in enumerate(zip(shares, seeds))])
     frames = np.concatenate([b[0] for b in blocks], axis=1)            # [n_saved, n_chains, n, 3]
     acceptance = float(np.average([b[1] for b in blocks], weights=[len(s) for s in shares]))
     n_saved = frames.shape[0]

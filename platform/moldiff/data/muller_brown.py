@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..config import MullerBrownSource
+from ..parallel.tasks import run_tasks
 from ..physics import muller_brown as mb
 from ..sampling.langevin import LangevinSettings, langevin
 from .store import Manifest
@@ -39,17 +40,8 @@ def run_chains(src: MullerBrownSource, n_chains: int, seed: int, label: str,
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n_tasks)]
     t0 = time.time()
     log(f"[{label}] {n_chains} Langevin chains x {src.burn_in}+{src.n_frames * src.save_every} steps on {n_tasks} task(s)")
-    try:
-        import ray
-        use_ray = ray.is_initialized()
-    except ImportError:
-        use_ray = False
-    labels = [f"{label} {i + 1}/{n_tasks}" for i in range(n_tasks)]
-    if use_ray:
-        task = ray.remote(num_cpus=1, scheduling_strategy="DEFAULT")(_chain_block)
-        blocks = ray.get([task.remote(src, n, sd, lb) for n, sd, lb in zip(shares, seeds, labels)])
-    else:
-        blocks = [_chain_block(src, n, sd, lb) for n, sd, lb in zip(shares, seeds, labels)]
+    blocks = run_tasks(_chain_block, [(src, n, sd, f"{label} {i + 1}/{n_tasks}")
+                                      for i, (n, sd) in enumerate(zip(shares, seeds))])
     frames = np.concatenate(blocks, axis=1)                      # [n_frames, n_chains, 2]
     log(f"[{label}] {frames.shape[0] * frames.shape[1]} frames in {time.time() - t0:.0f}s")
     return frames.transpose(1, 0, 2).reshape(-1, 2), np.repeat(np.arange(n_chains), frames.shape[0])

@@ -156,21 +156,16 @@ def run_md(name: str, settings: MDSettings, out_dir: str | Path,
 def generate(molecules: list[str], settings: MDSettings, out_dir: str | Path,
              log: Callable[[str], None] = print) -> dict[str, Path]:
     """Several molecules in parallel as Ray tasks (in-process, one after another, without Ray)."""
-    try:
-        import ray
-        use_ray = ray.is_initialized()
-    except ImportError:
-        use_ray = False
-    if not use_ray:
+    from ..parallel.tasks import ray_running, run_tasks
+
+    if not ray_running():
         return {m: run_md(m, settings, out_dir, log) for m in molecules}
+    return dict(zip(molecules, run_tasks(_md_task, [(m, settings, out_dir) for m in molecules])))
 
-    def task(m):
-        os.environ["OMP_NUM_THREADS"] = "1"
-        return run_md(m, settings, out_dir, lambda s: print(s, flush=True))
 
-    remote = ray.remote(num_cpus=1, scheduling_strategy="DEFAULT")(task)
-    paths = ray.get([remote.remote(m) for m in molecules])
-    return dict(zip(molecules, paths))
+def _md_task(molecule: str, settings: MDSettings, out_dir: str | Path) -> Path:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    return run_md(molecule, settings, out_dir, lambda s: print(s, flush=True))
 
 
 def main(argv=None) -> int:
