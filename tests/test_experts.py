@@ -79,3 +79,27 @@ def test_simulation_with_the_learned_forces_of_an_exact_model_samples_the_data()
     frames = langevin(learned_forces(model, kT, 1e-5), np.zeros((100, 2)), settings, seed=0).reshape(-1, 2)
     assert np.allclose(frames.mean(0), mu, atol=0.02)
     assert np.allclose(frames.std(0), s, rtol=0.05)
+
+
+def test_learned_forces_undo_the_state_scaling():
+    """A model of states divided by ``scale`` gives the physical force kT * grad log p(x)."""
+    mu, s, scale, kT = np.array([0.3, -0.2]), 0.1, 0.05, 2.5
+    model = EnergyModel(GaussianLogDensity(mu / scale, s / scale)).double()
+    x = np.random.default_rng(0).normal(size=(5, 2)) * 0.1
+    forces = learned_forces(model, kT, 1e-6, scale)(x)
+    assert np.allclose(forces, kT * (-(x - mu) / s ** 2), rtol=1e-4)
+
+
+def test_random_rotations_are_proper_and_keep_shapes():
+    from moldiff.data.vectors import random_rotations
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 15, dtype=torch.float64, generator=gen)
+    y = random_rotations(x, gen)
+    xs, ys = x.reshape(64, 5, 3), y.reshape(64, 5, 3)
+    assert torch.allclose(torch.cdist(xs, xs), torch.cdist(ys, ys), atol=1e-10)          # distances kept
+    # proper rotations keep the handedness: the signed volume of three particle vectors is unchanged
+    vol = lambda p: torch.det(p[:, :3] - p[:, 3:4])                                     # noqa: E731
+    assert torch.allclose(vol(xs), vol(ys), atol=1e-10)
+    assert not torch.allclose(x, y)
+    with pytest.raises(ValueError, match="3-D particles"):
+        random_rotations(torch.zeros(4, 2), gen)

@@ -92,6 +92,32 @@ class MullerBrownSource(_Section):
     n_tasks: int = Field(2, ge=1, description="Ray tasks the chains are split over")
 
 
+class AlanineSource(_Section):
+    """Alanine dipeptide (amber99sb-ildn, OBC implicit solvent) by replica-exchange Langevin MD in
+    OpenMM, coarse-grained to the backbone beads C, N, CA, C, N (needs openmm). The training set and
+    the reference are independent runs; states are the 15 centred bead coordinates in nm."""
+
+    t_min: float = Field(300.0, gt=0, description="K; frames come from this replica")
+    t_max: float = Field(600.0, gt=0)
+    n_replicas: int = Field(4, ge=1, le=32)
+    friction_per_ps: float = Field(1.0, gt=0)
+    timestep_fs: float = Field(2.0, gt=0, le=4)
+    constraints: Literal["none", "hbonds"] = Field("hbonds", description="none is the bgmol setting (use 1 fs)")
+    swap_every: int = Field(500, ge=1, description="MD steps between exchange attempts")
+    save_every: int = Field(500, ge=1, description="MD steps between saved frames (1 ps at 2 fs)")
+    equilibration_steps: int = Field(5000, ge=0)
+    n_frames: int = Field(10000, ge=1, description="frames per run")
+    chunk_frames: int = Field(1000, ge=1, description="frames per resumable chunk")
+    n_runs: int = Field(2, ge=1, description="independent runs of the training set (Ray tasks)")
+    reference_runs: int = Field(2, ge=1, description="independent runs of the reference")
+
+    @model_validator(mode="after")
+    def _ladder(self):
+        if self.n_replicas > 1 and self.t_max <= self.t_min:
+            raise ValueError(f"t_max ({self.t_max}) must be above t_min ({self.t_min}) with several replicas")
+        return self
+
+
 class ParquetSource(_Section):
     """A moldiff Parquet dataset directory (``data.parquet`` + ``manifest.json``)."""
 
@@ -118,7 +144,7 @@ class TrainSetConfig(_Section):
 
 
 class DataConfig(_Section):
-    source: Literal["lj", "npz", "parquet", "xtb_md", "muller_brown"] = "lj"
+    source: Literal["lj", "npz", "parquet", "xtb_md", "muller_brown", "alanine"] = "lj"
     root: str = Field("data", description="cache directory for generated datasets")
     seed: int = Field(0, description="seed of data generation and subset selection (kept apart from "
                       "the training seed so that training seeds share one dataset)")
@@ -127,6 +153,7 @@ class DataConfig(_Section):
     parquet: Optional[ParquetSource] = None
     xtb_md: Optional[XtbMDSource] = None
     muller_brown: Optional[MullerBrownSource] = None
+    alanine: Optional[AlanineSource] = None
     train: TrainSetConfig = TrainSetConfig()
     materialize: bool = Field(
         True, description="load the training set into the object store before training starts "
@@ -140,14 +167,16 @@ class DataConfig(_Section):
                 self.lj = LJSource()
             elif self.source == "muller_brown":
                 self.muller_brown = MullerBrownSource()
+            elif self.source == "alanine":
+                self.alanine = AlanineSource()
             else:
                 raise ValueError(f"data.source is '{self.source}' but the section data.{self.source} is missing")
         return self
 
     @property
     def is_vector_system(self) -> bool:
-        """States are flat vectors (no atoms): Müller-Brown."""
-        return self.source == "muller_brown"
+        """States are flat vectors: Müller-Brown (x, y), coarse-grained alanine dipeptide (15 bead coordinates)."""
+        return self.source in ("muller_brown", "alanine")
 
 
 # ---------------------------------------------------------------------------------- model etc.
@@ -163,8 +192,9 @@ class ModelConfig(_Section):
     time_embedding: int = Field(32, ge=2, le=1024, description="sinusoidal features of t")
     cutoff: Optional[float] = Field(None, gt=0, description="radius graph cutoff; null = fully connected")
     input_scaling: bool = Field(
-        True, description="feed x_t * sigma_data / sqrt(alpha^2 sigma_data^2 + sigma^2) so the network "
-        "sees coordinates at the data's scale at every noise level"
+        True, description="molecules: feed x_t * sigma_data / sqrt(alpha^2 sigma_data^2 + sigma^2) so the network "
+        "sees coordinates at the data's scale at every noise level; state vectors: diffuse states divided by "
+        "their std (unit variance, as the VP process assumes)"
     )
     max_atomic_number: int = Field(100, ge=1, le=118)
     coord_range: Optional[float] = Field(None, gt=0, description="egnn: soft bound on the summed coordinate "
@@ -255,6 +285,8 @@ class TrainingConfig(_Section):
     report_every: int = Field(1, ge=1, description="epochs between reports to Ray Train (each is a barrier "
                               "across workers); epochs with a checkpoint always report")
     keep_checkpoints: int = Field(2, ge=1)
+    augment_rotations: bool = Field(False, description="state vectors of particles: rotate every training "
+                                    "state by a random rotation each step (approximate rotation invariance)")
     time_interval: Optional[list[float]] = Field(
         None, min_length=2, max_length=2, description="[t_lo, t_hi]: train on this diffusion-time interval "
         "only (set per expert by the mixture; null = the whole (t_min, 1))")
@@ -305,7 +337,7 @@ class SimulationConfig(_Section):
 
     enabled: bool = False
     kT: Optional[float] = Field(None, gt=0, description="null = the dataset manifest's kT")
-    mass: float = Field(0.5, gt=0)
+    mass: Optional[float] = Field(None, gt=0, description="null = the dataset's masses (manifest)")
     friction: float = Field(1.0, gt=0)
     dt: float = Field(0.005, gt=0)
     t_sim: float = Field(1e-5, ge=0, lt=1, description="diffusion time at which the score is the force")
@@ -327,8 +359,9 @@ class EvaluationConfig(_Section):
     stability_tolerance: float = Field(0.5, gt=0, description="Angstrom")
     js_bins: int = Field(100, ge=2, description="2-D systems: bins per axis of the JS divergence")
     pmf_bins: int = Field(64, ge=3, description="2-D systems: bins per axis of the PMF error")
-    pmf_limits: list[list[float]] = Field(default_factory=lambda: [[-1.8, 1.1], [-0.5, 2.0]],
-                                          description="2-D systems: [[x_lo, x_hi], [y_lo, y_hi]] of the PMF grid")
+    pmf_limits: Optional[list[list[float]]] = Field(
+        None, description="2-D projections: [[lo, hi], [lo, hi]] of the PMF grid; null = the system's "
+        "(Müller-Brown x in [-1.8, 1.1], y in [-0.5, 2.0]; dihedrals [-pi, pi])")
 
 
 class RayConfig(_Section):

@@ -77,7 +77,7 @@ def plot_hr_variants(path: Path, reference: np.ndarray, train: np.ndarray, sampl
 
 
 def plot_free_energy_maps(path: Path, sets: dict[str, np.ndarray], limits, kT_label: str = "kT", bins: int = 64,
-                          title: str = ""):
+                          title: str = "", axes: tuple[str, str] = ("x", "y")):
     """-ln p on a 2-D grid for each named point set [n, 2], side by side on one colour scale
     (iid vs simulation vs reference, the paper's free-energy panels)."""
     edges = [np.linspace(lo, hi, bins + 1) for lo, hi in limits]
@@ -89,14 +89,15 @@ def plot_free_energy_maps(path: Path, sets: dict[str, np.ndarray], limits, kT_la
             maps[name] = -np.log(h.T / max(h.sum(), 1.0))
     finite = np.concatenate([m[np.isfinite(m)] for m in maps.values()])
     vmin, vmax = finite.min(), np.percentile(finite, 99)
-    fig, axes = plt.subplots(1, len(maps), figsize=(3.6 * len(maps), 3.4), squeeze=False)
-    for ax, (name, m) in zip(axes[0], maps.items()):
+    names = axes
+    fig, panels = plt.subplots(1, len(maps), figsize=(3.6 * len(maps), 3.4), squeeze=False)
+    for ax, (name, m) in zip(panels[0], maps.items()):
         im = ax.imshow(m - vmin, origin="lower", extent=[*limits[0], *limits[1]], aspect="auto",
                        vmin=0, vmax=vmax - vmin, cmap="viridis")
         ax.set_title(f"{name} ({len(sets[name])})", fontsize=9)
-        ax.set_xlabel("x")
-    axes[0][0].set_ylabel("y")
-    fig.colorbar(im, ax=axes[0].tolist(), label=f"free energy / {kT_label}")
+        ax.set_xlabel(names[0])
+    panels[0][0].set_ylabel(names[1])
+    fig.colorbar(im, ax=panels[0].tolist(), label=f"free energy / {kT_label}")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)

@@ -6,9 +6,11 @@ consistency is one comparison.
     <run_dir>/samples/seed_<s>/sim/       simulation frames, chain by chain (group = chain)
     <run_dir>/simulation/seed_<s>/        the simulation's frame blocks as they were written
 
-Metrics per seed (mean ± std over seeds in metrics.json): JS divergence and PMF error of iid and
-simulation against an independent reference, the consistency gap |sim - iid| of each, basin
-populations (Müller-Brown), and the fraction of diverged states. The noise floor is the same
+Metrics per seed (mean ± std over seeds in metrics.json), on the system's 2-D projection ((x, y) for
+Müller-Brown, the backbone dihedrals (phi, psi) for alanine dipeptide): JS divergence and PMF error
+of iid and simulation against an independent reference, the consistency gap |sim - iid| of each,
+basin populations (Müller-Brown) or the phi > 0 fraction (alanine), and the fraction of diverged
+states. The noise floor is the same
 metric for an equally large subset of the (independent, unbiased) training set.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .config import ExperimentConfig
 from .data.sources import PreparedData
 from .data.store import Manifest, dataset_exists
 from .data.vectors import build_vector_table, read_states, write_vector_dataset
-from .metrics.free_energy import js_divergence, pmf_error
+from .metrics.free_energy import DIHEDRAL_LIMITS, MULLER_BROWN_LIMITS, js_divergence, pmf_error
 from .physics import muller_brown as mb
 
 MODES = ("iid", "sim")
@@ -67,18 +69,36 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
             raise ValueError(f"{data.train}: the manifest has no kT; set simulation.kT")
         rng = np.random.default_rng(np.random.SeedSequence([seed, 2]).generate_state(1)[0])
         starts = train[rng.choice(len(train), cfg.simulation.n_chains, replace=False)]
-        frames = simulate_states(cfg, str(checkpoint), starts, kT, seed, run_dir / "simulation" / f"seed_{seed}", log)
+        masses = cfg.simulation.mass or manifest.generator.get("masses") or 1.0
+        frames = simulate_states(cfg, str(checkpoint), starts, kT, masses, seed,
+                                 run_dir / "simulation" / f"seed_{seed}", log)
         chains = frames.transpose(1, 0, 2)                               # chain by chain
         _write_states(_path(run_dir, seed, "sim"), chains.reshape(-1, dim), cfg, data, "sim", seed,
                       group=np.repeat(np.arange(chains.shape[0]), chains.shape[1]))
         log(f"[sample] wrote {_path(run_dir, seed, 'sim')}")
 
 
+def projection(cfg: ExperimentConfig):
+    """(states [n, D] -> [n, 2], PMF limits, axis names) of the system."""
+    if cfg.data.source == "alanine":
+        from .physics.alanine import backbone_dihedrals
+
+        def phi_psi(x):
+            return backbone_dihedrals(np.asarray(x).reshape(len(x), -1, 3))
+        return phi_psi, cfg.evaluation.pmf_limits or [list(l) for l in DIHEDRAL_LIMITS], ("phi", "psi")
+    return (lambda x: np.asarray(x)), cfg.evaluation.pmf_limits or [list(l) for l in MULLER_BROWN_LIMITS], ("x", "y")
+
+
 def _judge(cfg: ExperimentConfig, x: np.ndarray, reference: np.ndarray) -> dict:
+    """Metrics of states ``x`` against reference states (both in the original coordinates)."""
     ev = cfg.evaluation
-    out = {"js": js_divergence(x, reference, ev.js_bins), "pmf": pmf_error(x, reference, ev.pmf_limits, ev.pmf_bins)}
+    project, limits, _ = projection(cfg)
+    px, pr = project(x), project(reference)
+    out = {"js": js_divergence(px, pr, ev.js_bins), "pmf": pmf_error(px, pr, limits, ev.pmf_bins)}
     if cfg.data.source == "muller_brown":
-        out.update({f"pop_{k}": v for k, v in mb.basin_populations(x).items()})
+        out.update({f"pop_{k}": v for k, v in mb.basin_populations(px).items()})
+    elif cfg.data.source == "alanine":
+        out["phi_positive"] = float(np.mean(px[:, 0] > 0))
     return out
 
 
@@ -139,8 +159,9 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
     write_text_atomic(run_dir / "results.md", f"# {cfg.name}\n\n{cfg.description}\n\n{table}\n")
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
-    sets = {"reference": reference, **{m: np.concatenate(pooled[m]) for m in modes}}
-    plot_free_energy_maps(plots / "free_energy.png", sets, cfg.evaluation.pmf_limits,
+    project, limits, axes = projection(cfg)
+    sets = {"reference": project(reference), **{m: project(np.concatenate(pooled[m])) for m in modes}}
+    plot_free_energy_maps(plots / "free_energy.png", sets, limits, axes=axes,
                           title=f"{cfg.name} ({cfg.objective.variant})")
     log(f"[evaluate] results ({run_dir / 'results.md'}):\n{table}")
     return metrics

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..physics.alanine import CG_ATOMS, backbone_dihedrals, build_system, kT_kj
+from ..physics.alanine import CG_ATOMS, CG_MASSES_DA, backbone_dihedrals, build_system, kT_kj
 
 
 @dataclass(frozen=True)
@@ -190,3 +190,33 @@ def generate(settings: REMDSettings, out_dir: str | Path, seed: int, n_runs: int
     else:
         runs = [run_remd(settings, out_dir, seed, r, log) for r in range(n_runs)]
     return np.concatenate(runs), np.repeat(np.arange(n_runs), [len(r) for r in runs])
+
+
+def settings_from(src) -> REMDSettings:
+    """REMD settings from the config's ``data.alanine`` section."""
+    return REMDSettings(t_min=src.t_min, t_max=src.t_max, n_replicas=src.n_replicas,
+                        friction_per_ps=src.friction_per_ps, timestep_fs=src.timestep_fs,
+                        constraints=src.constraints, swap_every=src.swap_every, save_every=src.save_every,
+                        equilibration_steps=src.equilibration_steps, n_frames=src.n_frames,
+                        chunk_frames=src.chunk_frames)
+
+
+def build_dataset(src, role: str, seed: int, name: str, work_dir: Path, log: Callable[[str], None] = print):
+    """A state-vector dataset of centred bead coordinates (15 per frame, nm) from fresh REMD runs."""
+    from ..data.store import Manifest
+    from ..data.vectors import build_vector_table
+
+    n_runs = src.n_runs if role == "train" else src.reference_runs
+    beads, run = generate(settings_from(src), work_dir, seed, n_runs, log)
+    centred = beads - beads.mean(1, keepdims=True)
+    phi_psi = backbone_dihedrals(beads)
+    log(f"[{name}] {len(beads)} frames; phi > 0 in {np.mean(phi_psi[:, 0] > 0):.2%} "
+        f"(per run: {', '.join(f'{np.mean(phi_psi[run == r, 0] > 0):.2%}' for r in range(n_runs))})")
+    manifest = Manifest(
+        name=name, source="alanine", units={"length": "nm", "energy": "kJ/mol", "mass": "Da"},
+        kT=kT_kj(src.t_min), level_of_theory="amber99sb-ildn + OBC implicit solvent (OpenMM), coarse-grained "
+        "to the backbone beads C, N, CA, C, N",
+        generator={"kind": role, "system": src.model_dump(mode="json"), "seed": seed, "particles": len(CG_ATOMS),
+                   "masses": [m for m in CG_MASSES_DA for _ in range(3)],
+                   "phi_positive_fraction": float(np.mean(phi_psi[:, 0] > 0))})
+    return build_vector_table(centred.reshape(len(beads), -1), group=run, id_prefix=role), manifest

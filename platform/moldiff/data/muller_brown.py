@@ -58,5 +58,6 @@ def build_dataset(src: MullerBrownSource, role: str, seed: int, name: str, log: 
     manifest = Manifest(name=name, source="muller_brown", units=dict(MB_UNITS), kT=src.kT,
                         level_of_theory="analytic Müller-Brown potential",
                         generator={"kind": role, "system": src.model_dump(mode="json"), "seed": seed,
+                                   "masses": [src.mass, src.mass],
                                    "basin_populations": pops, "exact_populations": exact})
     return table, manifest

@@ -60,44 +60,33 @@ def prepare_data(data: DataConfig, log: Callable[[str], None] = print) -> Prepar
     root.mkdir(parents=True, exist_ok=True)
     if data.source == "lj":
         return _prepare_lj(data, root, log)
-    if data.source == "muller_brown":
-        return _prepare_muller_brown(data, root, log)
+    if data.source in ("muller_brown", "alanine"):
+        return _prepare_states(data, root, log)
     return _prepare_split(data, root, log)
 
 
-def _prepare_muller_brown(data: DataConfig, root: Path, log) -> PreparedData:
-    from . import muller_brown
+def _prepare_states(data: DataConfig, root: Path, log) -> PreparedData:
+    """State-vector systems: a training run and an independent reference run of the same protocol."""
     from .vectors import write_vector_dataset
 
-    src = data.muller_brown
+    src = getattr(data, data.source)
     key = _key({"system": src.model_dump(mode="json"), "seed": data.seed})
     paths = {}
     for role, stream in (("train", 0), ("reference", 1)):
-        name = f"muller_brown-{role}-{key}"
-        # separate seed streams: the reference never replays a training chain
+        name = f"{data.source}-{role}-{key}"
+        # separate seed streams: the reference never replays a training run
         seed = int(np.random.SeedSequence([data.seed, stream]).generate_state(1)[0])
-        _cached(root / name, lambda: muller_brown.build_dataset(src, role, seed, name, log), log,
-                writer=write_vector_dataset)
+        if data.source == "muller_brown":
+            from . import muller_brown
+            build = lambda: muller_brown.build_dataset(src, role, seed, name, log)   # noqa: E731
+        else:
+            from . import alanine
+            # the runs' chunks live beside the dataset, so an interrupted generation resumes
+            build = lambda: alanine.build_dataset(src, role, seed, name, root / f"{name}.runs", log)  # noqa: E731
+        _cached(root / name, build, log, writer=write_vector_dataset)
         paths[role] = root / name
     return PreparedData(paths["train"], paths["reference"], read_manifest(paths["train"]),
                         read_manifest(paths["reference"]), None)
-
-
-def _prepare_lj(data: DataConfig, root: Path, log) -> PreparedData:
-    src = data.lj
-    system = src.model_dump(mode="json", exclude={"reference"})
-    stem = f"lj{src.n_particles}-{src.pair_convention}"
-    ref_key = _key({"system": system, "mcmc": src.reference.model_dump(mode="json"), "seed": data.seed})
-    ref_name = f"{stem}-reference-{ref_key}"
-    ref_manifest = _cached(root / ref_name, lambda: lj.build_reference(src, data.seed, ref_name, log), log)
-    train_key = _key({"system": system, "mcmc": src.reference.model_dump(mode="json"),
-                      "train": data.train.model_dump(mode="json"), "seed": data.seed})
-    train_name = f"{stem}-{data.train.selection}-{train_key}"
-    # the training chains get their own seed stream so they never replay reference chains
-    train_seed = int(np.random.SeedSequence([data.seed, 1]).generate_state(1)[0])
-    train_manifest = _cached(root / train_name,
-                             lambda: lj.build_training_set(src, data.train, train_seed, train_name, log), log)
-    return PreparedData(root / train_name, root / ref_name, train_manifest, ref_manifest, lj.lj_potential(src))
 
 
 def _file_fingerprint(path: Path) -> dict:

@@ -98,3 +98,16 @@ def collate_vectors(table: pa.Table, dtype=None) -> VectorBatch:
     lengths = pc.list_value_length(table.column("x")).to_numpy(zero_copy_only=False)
     flat = table.column("x").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return VectorBatch(torch.tensor(flat.reshape(len(lengths), -1), dtype=dtype or torch.float32))
+
+
+def random_rotations(x, generator=None):
+    """Rotate every state [B, 3n] (n particles, centred) by its own uniformly random rotation."""
+    import torch
+
+    b, d = x.shape
+    if d % 3:
+        raise ValueError(f"rotation augmentation needs states of 3-D particles; got {d} coordinates per state")
+    q, r = torch.linalg.qr(torch.randn(b, 3, 3, generator=generator, dtype=x.dtype, device=x.device))
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)     # Haar-uniform orthogonal
+    q = q * torch.where(torch.det(q) < 0, -1.0, 1.0).to(x.dtype)[:, None, None]  # proper rotations only
+    return (x.reshape(b, -1, 3) @ q.transpose(-1, -2)).reshape(b, d)

@@ -43,10 +43,11 @@ class StateWorker:
         gen = torch.Generator().manual_seed(seed)
         x = reverse_em(self.model, self.schedule, n, dim, n_steps, gen, t_end=self.cfg.diffusion.t_min,
                        dtype=torch.float32, progress=progress)
-        return x.double().numpy()
+        return x.double().numpy() * self.model.state_scale          # back to the data's units
 
     def simulate(self, starts: np.ndarray, settings: dict, kT: float, t_sim: float, seed: int, out_dir: str,
                  label: str) -> np.ndarray:
+        """Langevin in the data's units with F(x) = kT s(x / scale, t_sim) / scale."""
         from ..sampling.langevin import LangevinSettings, langevin
         from ..sampling.vector import learned_forces
 
@@ -60,7 +61,8 @@ class StateWorker:
             os.replace(tmp, out / f"block_{first:08d}.npy")
 
         s = LangevinSettings(kT=kT, **settings)
-        return langevin(learned_forces(self.model, kT, t_sim), starts, s, seed, on_frames=write,
+        forces = learned_forces(self.model, kT, t_sim, self.model.state_scale)
+        return langevin(forces, starts, s, seed, on_frames=write,
                         frames_per_call=max(1, s.n_frames // 10), progress=lambda m: print(m, flush=True), label=label)
 
 
@@ -90,13 +92,13 @@ def sample_states(cfg: ExperimentConfig, checkpoint_dir: str, dim: int, seed: in
     return np.concatenate(out)
 
 
-def simulate_states(cfg: ExperimentConfig, checkpoint_dir: str, starts: np.ndarray, kT: float, seed: int,
+def simulate_states(cfg: ExperimentConfig, checkpoint_dir: str, starts: np.ndarray, kT: float, masses, seed: int,
                     out_dir: Path, log: Callable[[str], None] = print) -> np.ndarray:
     """Langevin with the learned forces from ``starts`` [chains, dim] -> frames [n_frames, chains, dim]."""
     sim = cfg.simulation
     shares = [a for a in np.array_split(np.arange(len(starts)), min(sim.num_actors, len(starts))) if len(a)]
     actors = _actors(cfg, checkpoint_dir, len(shares))
-    settings = {"mass": sim.mass, "friction": sim.friction, "dt": sim.dt, "burn_in": sim.burn_in,
+    settings = {"mass": masses, "friction": sim.friction, "dt": sim.dt, "burn_in": sim.burn_in,
                 "n_frames": sim.n_frames, "save_every": sim.save_every}
     t0 = time.time()
     log(f"[simulate] seed {seed}: {len(starts)} chains x {sim.burn_in + sim.n_frames * sim.save_every} steps "

@@ -33,14 +33,15 @@ def reverse_em(model, schedule: NoiseSchedule, n: int, dim: int, n_steps: int, g
     return x
 
 
-def learned_forces(model, kT: float, t_sim: float) -> Callable[[np.ndarray], np.ndarray]:
-    """F(x) = kT * s(x, t_sim) as a numpy callable for ``sampling.langevin``."""
+def learned_forces(model, kT: float, t_sim: float, scale: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
+    """F(x) = kT * s(x, t_sim) as a numpy callable for ``sampling.langevin``. A model trained on
+    states divided by ``scale`` gives, by the chain rule, F(x) = kT * s(x / scale, t_sim) / scale."""
     dtype = _param_dtype(model)
 
     def forces(x: np.ndarray) -> np.ndarray:
-        xt = torch.as_tensor(x, dtype=dtype)
+        xt = torch.as_tensor(x / scale, dtype=dtype)
         t = torch.full((xt.shape[0],), float(t_sim), dtype=dtype)
-        return kT * model.score(xt, t).detach().double().numpy()
+        return kT / scale * model.score(xt, t).detach().double().numpy()
     return forces
 
 

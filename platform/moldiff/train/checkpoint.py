@@ -91,6 +91,9 @@ def load_model(directory: str | Path, use_ema: bool = True):
     except RuntimeError as err:
         raise CheckpointError(f"{Path(directory) / MODEL_FILE}: weights do not fit the configured model: {err}") from None
     model.eval()
+    if cfg.data.is_vector_system:
+        # the model was trained on states divided by this (1 without input scaling)
+        model.state_scale = float(meta["sigma_data"]) if cfg.model.input_scaling else 1.0
     return model, cfg, meta
 
 
@@ -117,4 +120,5 @@ def _load_mixture(directory: Path, meta: dict, use_ema: bool):
     cfg = validate_config(meta["config"], source=str(directory / META_FILE))
     mixture = TimeIntervalMixture(spec["boundaries"], experts)
     mixture.eval()
+    mixture.state_scale = experts[0].state_scale            # experts share the training set
     return mixture, cfg, meta

@@ -87,6 +87,12 @@ def _average_gradients(model: torch.nn.Module, world: int) -> None:
             p.grad /= world
 
 
+def _prepare_states(batch, scale: float, rotate: bool, generator):
+    from ..data.vectors import VectorBatch, random_rotations
+    x = batch.x / scale
+    return VectorBatch(random_rotations(x, generator) if rotate else x)
+
+
 def _quiet_ray_train_reports() -> None:
     """Ray Train V2 logs every report (metrics and all) at INFO from an internal module logger."""
     import logging
@@ -111,6 +117,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     torch.manual_seed(cfg.seed)                         # identical initial weights on every rank
 
     vector_system = cfg.data.is_vector_system
+    # state vectors are diffused divided by their std (unit variance), unless input scaling is off
+    state_scale = loop_config["sigma_data"] if cfg.model.input_scaling else 1.0
     model = build_model(cfg, loop_config["sigma_data"], loop_config.get("state_dim", 2))
     ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
     start_epoch, step, restored = 0, 0, None
@@ -155,6 +163,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
         model.train()
         for graphs in batches.epoch(epoch):
             graphs = graphs.to(device)
+            if vector_system:
+                graphs = _prepare_states(graphs, state_scale, tc.augment_rotations, generator)
             loss, logs = objective(model, graphs, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
