@@ -103,3 +103,23 @@ def test_random_rotations_are_proper_and_keep_shapes():
     assert not torch.allclose(x, y)
     with pytest.raises(ValueError, match="3-D particles"):
         random_rotations(torch.zeros(4, 2), gen)
+
+
+@pytest.mark.parametrize("conservative", [True, False])
+def test_graph_transformer_is_translation_invariant_permutation_aware_and_smooth(conservative):
+    from moldiff.nn.graph_transformer import GraphTransformer
+    torch.manual_seed(0)
+    n = 5
+    net = GraphTransformer(n, hidden=16, layers=2, heads=2, head_dim=8, out=1 if conservative else 3 * n).double()
+    model = EnergyModel(net) if conservative else ScoreModel(net)
+    x = torch.randn(4, 3 * n, dtype=torch.float64)
+    t = torch.rand(4, dtype=torch.float64)
+    shift = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64).repeat(n)
+    s0, s1 = model.score(x, t), model.score(x + shift, t)
+    assert torch.allclose(s0, s1, atol=1e-10)                 # difference vectors only: translation invariant
+    assert s0.shape == (4, 3 * n)
+    if conservative:
+        # the score is the gradient of one scalar: its Jacobian is symmetric
+        xi = x[:1].clone().requires_grad_(True)
+        jac = torch.autograd.functional.jacobian(lambda y: model.score(y, t[:1], create_graph=True)[0], xi)[:, 0]
+        assert torch.allclose(jac, jac.T, atol=1e-8)

@@ -96,7 +96,7 @@ def test_alanine_dipeptide_end_to_end_on_backbone_dihedrals(ray_session, tmp_pat
                  "alanine": {"n_replicas": 2, "swap_every": 50, "save_every": 50, "equilibration_steps": 100,
                              "n_frames": 60, "chunk_frames": 30, "n_runs": 2, "reference_runs": 1},
                  "train": {"selection": "all"}},
-        "model": {"backbone": "mlp", "hidden_layers": [16]},
+        "model": {"backbone": "graph_transformer", "hidden": 8, "layers": 1, "heads": 2, "head_dim": 4},
         "diffusion": {"process": "vp"},
         "objective": {"name": "fokker_planck", "fokker_planck": {"alpha": 1e-4}},
         "training": {"epochs": 1, "batch_size": 32, "warmup_steps": 0, "augment_rotations": True},

@@ -183,9 +183,10 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    backbone: Literal["egnn", "e3nn", "mlp"] = Field(
+    backbone: Literal["egnn", "e3nn", "mlp", "graph_transformer"] = Field(
         "egnn", description="egnn: E(n) graph network; e3nn: tensor products over spherical harmonics; "
-        "mlp: time-conditioned MLP on flat state vectors (2-D systems)"
+        "mlp: time-conditioned MLP on flat state vectors; graph_transformer: attention over the particles "
+        "of a state vector with difference-vector edges (coarse-grained molecules)"
     )
     hidden: int = Field(64, ge=4, le=4096)
     layers: int = Field(4, ge=1, le=32)
@@ -202,8 +203,10 @@ class ModelConfig(_Section):
     lmax: int = Field(2, ge=1, le=4, description="e3nn: highest spherical-harmonic degree of edge vectors")
     hidden_layers: list[int] = Field(default_factory=lambda: [92, 92, 92], min_length=1,
                                      description="mlp: widths of the hidden layers")
-    conservative: bool = Field(True, description="mlp: the network outputs log p_t and the score is its "
-                               "gradient (needed for the Fokker-Planck term and stable simulation)")
+    conservative: bool = Field(True, description="mlp / graph_transformer: the network outputs log p_t and the "
+                               "score is its gradient (needed for the Fokker-Planck term and stable simulation)")
+    heads: int = Field(8, ge=1, le=64, description="graph_transformer: attention heads")
+    head_dim: int = Field(64, ge=1, le=1024, description="graph_transformer: width of each head")
     radial_max: float = Field(6.0, gt=0, description="e3nn: range of the radial basis when cutoff is null")
 
 
@@ -389,6 +392,9 @@ class RayConfig(_Section):
     )
 
 
+VECTOR_BACKBONES = ("mlp", "graph_transformer")
+
+
 class ExperimentConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
@@ -408,9 +414,13 @@ class ExperimentConfig(_Section):
     @model_validator(mode="after")
     def _system_and_model_agree(self):
         vector = self.data.is_vector_system
-        if vector != (self.model.backbone == "mlp"):
+        if vector != (self.model.backbone in VECTOR_BACKBONES):
             raise ValueError(f"model.backbone '{self.model.backbone}' does not fit data.source "
-                             f"'{self.data.source}' (state-vector systems use mlp, molecules egnn/e3nn)")
+                             f"'{self.data.source}' (state-vector systems use mlp or graph_transformer, "
+                             "molecules egnn or e3nn)")
+        if self.model.backbone == "graph_transformer" and self.data.source == "muller_brown":
+            raise ValueError("model.backbone graph_transformer needs particles (3-D coordinates); "
+                             "Müller-Brown states are 2-D points: use mlp")
         if vector != (self.objective.name == "fokker_planck"):
             raise ValueError(f"objective.name '{self.objective.name}' does not fit data.source '{self.data.source}' "
                              "(state-vector systems use fokker_planck; molecules dsm/psm)")

@@ -24,13 +24,19 @@ def build_backbone(cfg: ExperimentConfig) -> nn.Module:
 def build_model(cfg: ExperimentConfig, sigma_data: float = 1.0, state_dim: int = 2):
     """The model a config trains. State-vector systems get an energy (conservative) or score MLP;
     ``state_dim`` is their dimension (from the dataset)."""
-    if cfg.model.backbone == "mlp":
-        from ..nn.mlp import TimeMLP
+    if cfg.model.backbone in ("mlp", "graph_transformer"):
         from .energy import EnergyModel, ScoreModel
         m, (t_lo, t_hi) = cfg.model, time_interval(cfg)
-        if m.conservative:
-            return EnergyModel(TimeMLP(state_dim, m.hidden_layers, 1, t_mid=0.5 * (t_lo + t_hi)))
-        return ScoreModel(TimeMLP(state_dim, m.hidden_layers, state_dim, t_mid=0.5 * (t_lo + t_hi)))
+        out = 1 if m.conservative else state_dim
+        if m.backbone == "mlp":
+            from ..nn.mlp import TimeMLP
+            net = TimeMLP(state_dim, m.hidden_layers, out, t_mid=0.5 * (t_lo + t_hi))
+        else:
+            from ..nn.graph_transformer import GraphTransformer
+            if state_dim % 3:
+                raise ValueError(f"graph_transformer needs states of 3-D particles; these have {state_dim} coordinates")
+            net = GraphTransformer(state_dim // 3, m.hidden, m.layers, m.heads, m.head_dim, out, t_mid=0.5 * (t_lo + t_hi))
+        return EnergyModel(net) if m.conservative else ScoreModel(net)
     return EpsilonModel(build_backbone(cfg), build_schedule(cfg.diffusion), sigma_data, cfg.model.input_scaling)
 
 
