@@ -29,7 +29,10 @@ from moldiff.experiment import load_samples, stage_seconds  # noqa: E402
 from moldiff.plots import plot_hr_variants  # noqa: E402
 from publish_results import paper_table  # noqa: E402
 
-SHOWN = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "stable_fraction")
+SHOWN = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "stable_fraction",
+         # state-vector systems (Fokker-Planck): iid and simulation against the reference
+         "iid_js", "sim_js", "iid_pmf", "sim_pmf", "sim_pop_A", "sim_pop_B", "sim_pop_C",
+         "iid_phi_positive", "sim_phi_positive")
 
 
 def trial_rows(study_dir: Path) -> list[dict]:
@@ -102,6 +105,12 @@ def main(argv=None) -> int:
                                 "train_seconds": r["seconds"].get("train"), "sample_seconds": r["seconds"].get("sample")})
         floor = rows[0]["metrics"]["noise_floor"]
         md += ["| noise floor | " + " | " * (len(groups) - 1) + " | ".join(fmt(floor[k]) for k in metrics_shown) + " | | | |", ""]
+        for r in rows:                       # state-vector runs: their free-energy maps (iid vs simulation)
+            fe = r["run"] / "plots" / "free_energy.png"
+            if fe.exists():
+                img = out / "img" / f"{args.name}_{sweep['spec']['name']}_{'_'.join(r['variants'].values())}_free_energy.png"
+                img.write_bytes(fe.read_bytes())
+                md += [f"![free energy, {'/'.join(r['variants'].values())}](img/{img.name})", ""]
         if args.group and args.group in groups:
             for value in order[args.group]:
                 members = [r for r in rows if r["variants"][args.group] == value]
