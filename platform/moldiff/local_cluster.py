@@ -69,6 +69,8 @@ class LocalCluster:
     def start(self, timeout: float = 180.0) -> "LocalCluster":
         self._start_node(["--head", f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",
                           "--dashboard-host=127.0.0.1", f"--ray-client-server-port={free_port()}",
+                          # its own agent ports: another Ray on this machine may hold the defaults
+                          f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
                           f"--temp-dir={self.temp_dir}"], "head")
         deadline = time.time() + timeout
         while self._alive_nodes() < 1:
@@ -78,7 +80,23 @@ class LocalCluster:
                               f"--metrics-export-port={free_port()}"], f"worker{i}")
         while self._alive_nodes() < 1 + self.n_workers:
             self._check_running(deadline)
+        self._wait_for_job_agent(deadline)
         return self
+
+    def _wait_for_job_agent(self, deadline: float) -> None:
+        """Nodes can be alive before the head's job agent has registered (slow on a loaded
+        machine): until then `ray job submit` fails with "No available agent". Submit a no-op job
+        until one is accepted."""
+        from ray.job_submission import JobSubmissionClient
+
+        while True:
+            try:
+                JobSubmissionClient(self.dashboard_url).submit_job(entrypoint="true")
+                return
+            except Exception as err:            # the SDK raises RuntimeError with the server's message
+                if "No available agent" not in str(err) and "Connection" not in type(err).__name__:
+                    raise
+            self._check_running(deadline)
 
     def _check_running(self, deadline: float) -> None:
         dead = [(p, log) for p, log in zip(self.nodes, self.logs) if p.poll() is not None]

@@ -89,6 +89,23 @@ def _prepare_states(data: DataConfig, root: Path, log) -> PreparedData:
                         read_manifest(paths["reference"]), None)
 
 
+def _prepare_lj(data: DataConfig, root: Path, log) -> PreparedData:
+    src = data.lj
+    system = src.model_dump(mode="json", exclude={"reference"})
+    stem = f"lj{src.n_particles}-{src.pair_convention}"
+    ref_key = _key({"system": system, "mcmc": src.reference.model_dump(mode="json"), "seed": data.seed})
+    ref_name = f"{stem}-reference-{ref_key}"
+    ref_manifest = _cached(root / ref_name, lambda: lj.build_reference(src, data.seed, ref_name, log), log)
+    train_key = _key({"system": system, "mcmc": src.reference.model_dump(mode="json"),
+                      "train": data.train.model_dump(mode="json"), "seed": data.seed})
+    train_name = f"{stem}-{data.train.selection}-{train_key}"
+    # the training chains get their own seed stream so they never replay reference chains
+    train_seed = int(np.random.SeedSequence([data.seed, 1]).generate_state(1)[0])
+    train_manifest = _cached(root / train_name,
+                             lambda: lj.build_training_set(src, data.train, train_seed, train_name, log), log)
+    return PreparedData(root / train_name, root / ref_name, train_manifest, ref_manifest, lj.lj_potential(src))
+
+
 def _file_fingerprint(path: Path) -> dict:
     stat = path.stat()
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime)}
