@@ -119,3 +119,13 @@ def test_alanine_dipeptide_end_to_end_on_backbone_dihedrals(ray_session, tmp_pat
     # the simulation runs in nm with the learned forces un-scaled: bead-bead distances stay molecular
     d = np.linalg.norm(np.diff(sim.reshape(-1, 5, 3), axis=1), axis=-1)
     assert sim.shape == (10, 15) and np.all(d < 5.0)
+
+
+def test_variant_names_of_the_paper(tmp_path):
+    both = [{"objective.fokker_planck.alpha": 5e-4}, {}, {}]
+    nested = [{"objective": {"fokker_planck": {"alpha": 5e-4}}}, {}, {}]
+    assert tiny_mb(tmp_path, "a").variant == "diffusion"
+    assert tiny_mb(tmp_path, "b", **{"objective.fokker_planck.alpha": 1e-3}).variant == "fokker_planck"
+    for members, name in (([{}, {}, {}], "mixture"), (both, "both"), (nested, "both")):
+        cfg = tiny_mb(tmp_path, "c", **{"experts": json.dumps({"boundaries": [0.1, 0.6], "members": members})})
+        assert cfg.variant == name

@@ -432,8 +432,31 @@ class ExperimentConfig(_Section):
         return self
 
     @property
+    def variant(self) -> str:
+        """The name results use: the objective's variant, or for a mixture of experts ``mixture``
+        (no expert has the Fokker-Planck term) or ``both`` (some expert has it)."""
+        if self.experts is None:
+            return self.objective.variant
+        base = self.objective.fokker_planck.alpha
+        alphas = [_member_value(m, ("objective", "fokker_planck", "alpha"), base) for m in self.experts.members]
+        return "both" if any(a and a > 0 for a in alphas) else "mixture"
+
+    @property
     def run_dir(self) -> Path:
         return Path(self.output_dir).expanduser().resolve() / self.name
+
+
+def _member_value(member: dict, path: tuple[str, ...], default):
+    """A value an expert member overrides, given as a dotted key or as nested sections."""
+    dotted = ".".join(path)
+    if dotted in member:
+        return member[dotted]
+    node = member
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
 # ------------------------------------------------------------------------------ loading/errors

@@ -99,6 +99,6 @@ def plot_free_energy_maps(path: Path, sets: dict[str, np.ndarray], limits, kT_la
     panels[0][0].set_ylabel(names[1])
     fig.colorbar(im, ax=panels[0].tolist(), label=f"free energy / {kT_label}")
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=110)
+        fig.suptitle(title, fontsize=10, y=1.02)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
