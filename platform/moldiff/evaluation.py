@@ -70,7 +70,8 @@ class Judge:
         return out
 
 
-def _summary(values: list[float]) -> dict:
+def summary(values: list[float]) -> dict:
+    """mean, std (ddof 1) and the values of a per-seed metric."""
     arr = np.asarray(values, dtype=np.float64)
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
             "per_seed": [float(v) for v in arr]}
@@ -111,8 +112,8 @@ def evaluate(cfg: ExperimentConfig, reference_path, train_path, samples: dict[in
         "n_train": len(train_pos),
         "reference_split": split.how,
         "units": ref_manifest.units,
-        "metrics": {m: _summary([per_seed[s][m] for s in sorted(per_seed)]) for m in names},
-        "noise_floor": {m: _summary([floor[s][m] for s in sorted(floor)]) for m in names},
+        "metrics": {m: summary([per_seed[s][m] for s in sorted(per_seed)]) for m in names},
+        "noise_floor": {m: summary([floor[s][m] for s in sorted(floor)]) for m in names},
         "train_set": {m: float(train_metrics[m]) for m in names},
     }
 

@@ -117,31 +117,29 @@ def run_experiment(cfg: ExperimentConfig, stages: Iterable[str] = STAGES, comman
         from .train.trainer import train
         with clock("train"):
             final = train_experts(cfg, data, log) if cfg.experts else train(cfg, data, log)
-    if cfg.data.is_vector_system:
-        from .state_pipeline import evaluate_stage, sample_stage
-        if "sample" in stages:
-            if not (final / "meta.json").is_file():
-                raise FileNotFoundError(f"{final}: no final checkpoint; run the 'train' stage first")
-            with clock("sample"):
-                sample_stage(cfg, data, final, run_dir, log)
-        if "evaluate" in stages:
-            with clock("evaluate"):
-                return evaluate_stage(cfg, data, run_dir, log)
-        return None
+    if cfg.data.is_vector_system:     # state vectors (iid + simulation) or molecules
+        from .state_pipeline import evaluate_stage as evaluate, sample_stage as sample
+    else:
+        sample, evaluate = sample_molecules, evaluate_run
     if "sample" in stages:
-        from .parallel.sampling import sample_with_actors
         if not (final / "meta.json").is_file():
             raise FileNotFoundError(f"{final}: no final checkpoint; run the 'train' stage first")
-        z = composition(data.train)
         with clock("sample"):
-            for seed in cfg.sampling.seeds:
-                pos = sample_with_actors(cfg, str(final), z, seed, log)
-                log(f"[sample] wrote {write_samples(run_dir, seed, z, pos, data, cfg)}")
+            sample(cfg, data, final, run_dir, log)
     metrics = None
     if "evaluate" in stages:
         with clock("evaluate"):
-            metrics = evaluate_run(cfg, data, run_dir, log)
+            metrics = evaluate(cfg, data, run_dir, log)
     return metrics
+
+
+def sample_molecules(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, run_dir: Path, log) -> None:
+    from .parallel.sampling import sample_with_actors
+
+    z = composition(data.train)
+    for seed in cfg.sampling.seeds:
+        pos = sample_with_actors(cfg, str(checkpoint), z, seed, log)
+        log(f"[sample] wrote {write_samples(run_dir, seed, z, pos, data, cfg)}")
 
 
 class StageClock:

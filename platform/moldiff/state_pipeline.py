@@ -102,14 +102,8 @@ def _judge(cfg: ExperimentConfig, x: np.ndarray, reference: np.ndarray) -> dict:
     return out
 
 
-def _summary(values) -> dict:
-    arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-            "per_seed": [float(v) for v in arr]}
-
-
 def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log: Callable[[str], None] = print) -> dict:
-    from .evaluation import results_table
+    from .evaluation import results_table, summary
     from .plots import plot_free_energy_maps
 
     reference, ref_manifest, _ = read_states(data.reference)
@@ -147,8 +141,8 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
         "reference_split": "independent reference run (own seed stream) vs samples; floor: equally many "
                            "frames of the independent training run",
         "units": ref_manifest.units,
-        "metrics": {m: _summary([per_seed[s][m] for s in cfg.sampling.seeds]) for m in names},
-        "noise_floor": {m: _summary([floor[s][m] for s in cfg.sampling.seeds]) for m in names},
+        "metrics": {m: summary([per_seed[s][m] for s in cfg.sampling.seeds]) for m in names},
+        "noise_floor": {m: summary([floor[s][m] for s in cfg.sampling.seeds]) for m in names},
         "train_set": {m: float(train_set.get(m.split("_", 1)[1], 0.0)) if m.startswith(MODES) else 0.0
                       for m in names},
     }

@@ -44,3 +44,9 @@ def time_interval(cfg: ExperimentConfig) -> tuple[float, float]:
     """The diffusion-time interval a config trains on: (t_min, 1), or an expert's own interval."""
     interval = cfg.training.time_interval
     return (cfg.diffusion.t_min, 1.0) if interval is None else (max(interval[0], cfg.diffusion.t_min), interval[1])
+
+
+def state_scale(cfg: ExperimentConfig, sigma_data: float) -> float:
+    """State vectors are diffused divided by this: their std (unit variance, as the VP process
+    assumes) with ``model.input_scaling``, else 1."""
+    return float(sigma_data) if cfg.model.input_scaling else 1.0

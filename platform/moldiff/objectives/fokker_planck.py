@@ -105,7 +105,6 @@ class FokkerPlanckDSM:
     def __call__(self, model, x0, generator: Optional[torch.Generator] = None):
         """``x0``: clean states [B, D], or a ``VectorBatch`` of them."""
         x0 = getattr(x0, "x", x0)
-        model = getattr(model, "module", model)      # the loop averages gradients itself; never DDP here
         s = self.settings
         batch, dim = x0.shape
         t = s.t_lo + (s.t_hi - s.t_lo) * torch.rand(batch, generator=generator, dtype=x0.dtype, device=x0.device)

@@ -6,6 +6,11 @@ from typing import Any, Callable
 import ray
 
 
+def chunk_sizes(n: int, batch: int) -> list[int]:
+    """``n`` items cut into chunks of at most ``batch``."""
+    return [min(batch, n - i) for i in range(0, n, batch)]
+
+
 def map_chunks(actors: list, submit: Callable[[Any, int], Any], n_chunks: int,
                on_done: Callable[[int], None] = lambda k: None) -> list:
     """``submit(actor, k)`` starts chunk k on ``actor`` and returns its object ref; the results

@@ -13,7 +13,7 @@ import ray
 import torch
 
 from ..config import ExperimentConfig
-from .pool import map_chunks
+from .pool import chunk_sizes, map_chunks
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -55,7 +55,7 @@ def sample_with_actors(cfg: ExperimentConfig, checkpoint_dir: str, z: np.ndarray
                        log: Callable[[str], None] = print) -> np.ndarray:
     """``cfg.sampling.n_samples`` molecules of composition ``z`` -> [n, len(z), 3]."""
     s, r = cfg.sampling, cfg.ray
-    chunks = [min(s.batch_size, s.n_samples - i) for i in range(0, s.n_samples, s.batch_size)]
+    chunks = chunk_sizes(s.n_samples, s.batch_size)
     n_actors = min(r.num_sampling_actors, len(chunks))
     # "DEFAULT": inside a Tune trial, actors would otherwise be pulled into the trial's placement group
     options = {"num_cpus": r.cpus_per_actor, "num_gpus": 1 if r.use_gpu else 0, "scheduling_strategy": "DEFAULT"}

@@ -18,7 +18,7 @@ import ray
 import torch
 
 from ..config import ExperimentConfig
-from .pool import map_chunks
+from .pool import chunk_sizes, map_chunks
 from .sampling import chunk_seed
 
 
@@ -76,7 +76,7 @@ def sample_states(cfg: ExperimentConfig, checkpoint_dir: str, dim: int, seed: in
                   log: Callable[[str], None] = print) -> np.ndarray:
     """``sampling.n_samples`` iid states by reverse diffusion -> [n, dim]."""
     s = cfg.sampling
-    chunks = [min(s.batch_size, s.n_samples - i) for i in range(0, s.n_samples, s.batch_size)]
+    chunks = chunk_sizes(s.n_samples, s.batch_size)
     actors = _actors(cfg, checkpoint_dir, min(cfg.ray.num_sampling_actors, len(chunks)))
     t0, done = time.time(), [0]
 

@@ -92,8 +92,8 @@ def load_model(directory: str | Path, use_ema: bool = True):
         raise CheckpointError(f"{Path(directory) / MODEL_FILE}: weights do not fit the configured model: {err}") from None
     model.eval()
     if cfg.data.is_vector_system:
-        # the model was trained on states divided by this (1 without input scaling)
-        model.state_scale = float(meta["sigma_data"]) if cfg.model.input_scaling else 1.0
+        from ..models import state_scale
+        model.state_scale = state_scale(cfg, meta["sigma_data"])     # the model saw states divided by this
     return model, cfg, meta
 
 

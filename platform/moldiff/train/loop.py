@@ -18,7 +18,7 @@ import torch
 
 from ..config import validate_config
 from ..data.batch import GraphBatch, collate_arrow
-from ..models import build_model
+from ..models import build_model, state_scale
 from ..objectives import build_objective
 from .checkpoint import load_optimizer, load_weights, save_checkpoint
 from .ema import EMA
@@ -117,8 +117,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     torch.manual_seed(cfg.seed)                         # identical initial weights on every rank
 
     vector_system = cfg.data.is_vector_system
-    # state vectors are diffused divided by their std (unit variance), unless input scaling is off
-    state_scale = loop_config["sigma_data"] if cfg.model.input_scaling else 1.0
+    scale = state_scale(cfg, loop_config["sigma_data"])
     model = build_model(cfg, loop_config["sigma_data"], loop_config.get("state_dim", 2))
     ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
     start_epoch, step, restored = 0, 0, None
@@ -164,7 +163,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         for graphs in batches.epoch(epoch):
             graphs = graphs.to(device)
             if vector_system:
-                graphs = _prepare_states(graphs, state_scale, tc.augment_rotations, generator)
+                graphs = _prepare_states(graphs, scale, tc.augment_rotations, generator)
             loss, logs = objective(model, graphs, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
