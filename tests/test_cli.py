@@ -29,3 +29,9 @@ def test_print_config_shows_the_resolved_values():
     proc = run("experiments/configs/dsm_lj13.yaml", "ray.num_workers=2", "--print-config")
     assert proc.returncode == 0, proc.stderr
     assert "num_workers: 2" in proc.stdout and "pair_convention: double" in proc.stdout
+
+
+def test_options_may_come_between_config_and_overrides():
+    proc = run("experiments/configs/dsm_lj13.yaml", "--print-config", "ray.num_workers=3", "training.epochs=7")
+    assert proc.returncode == 0, proc.stderr
+    assert "num_workers: 3" in proc.stdout and "epochs: 7" in proc.stdout

@@ -23,7 +23,7 @@ def parse_args(argv):
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
     p.add_argument("--print-config", action="store_true", help="validate, print the resolved config and exit")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)  # options may come before, between or after the overrides
 
 
 def main(argv=None) -> int:
