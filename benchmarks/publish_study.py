@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study_dirs", nargs="+")
     p.add_argument("--name", required=True)
-    p.add_argument("--group", default=None, help="variant group that gets one h(r) plot per value")
+    p.add_argument("--group", action="append", default=[],
+                   help="variant group that gets one h(r) plot per value (repeat for studies grouped differently)")
     p.add_argument("--title", default=None)
     args = p.parse_args(argv)
     out = ROOT / "docs" / "results"
@@ -111,9 +112,9 @@ def main(argv=None) -> int:
                 img = out / "img" / f"{args.name}_{sweep['spec']['name']}_{'_'.join(r['variants'].values())}_free_energy.png"
                 img.write_bytes(fe.read_bytes())
                 md += [f"![free energy, {'/'.join(r['variants'].values())}](img/{img.name})", ""]
-        if args.group and args.group in groups:
-            for value in order[args.group]:
-                members = [r for r in rows if r["variants"][args.group] == value]
+        for group in (g for g in args.group if g in groups):
+            for value in order[group]:
+                members = [r for r in rows if r["variants"][group] == value]
                 if not members:
                     continue
                 cfg = validate_config(members[0]["config"])
@@ -121,11 +122,11 @@ def main(argv=None) -> int:
                 ref = split_reference(read_dataset(data.reference, validate=False)[0], cfg.evaluation.max_reference,
                                       cfg.data.seed).a
                 train = stacked_positions(read_dataset(data.train, validate=False)[0])
-                others = [g for g in groups if g != args.group]
+                others = [g for g in groups if g != group]
                 samples = {"/".join(r["variants"][g] for g in others):
                            np.concatenate(list(load_samples(r["run"], cfg.sampling.seeds)[0].values())) for r in members}
                 img = out / "img" / f"{args.name}_{sweep['spec']['name']}_{value}_hr.png"
-                plot_hr_variants(img, ref, train, samples, f"{sweep['spec']['name']}: {args.group} = {value}",
+                plot_hr_variants(img, ref, train, samples, f"{sweep['spec']['name']}: {group} = {value}",
                                  cfg.evaluation.distance_bins)
                 md += [f"![h(r), {value}](img/{img.name})", ""]
     md += paper_table(args.name, {"experiment": args.name, "metrics": {}, "noise_floor": {}})
