@@ -80,3 +80,43 @@ def test_epsilon_model_output_has_zero_centre_and_is_translation_invariant(backb
     assert molecule_mean(eps, g.batch, g.n_atoms).abs().max() < 1e-12
     eps_shifted = model(g.with_pos(g.pos + 3.0), t)["eps"]
     torch.testing.assert_close(eps_shifted, eps)
+
+
+@pytest.mark.parametrize("backbone", ["egnn", "e3nn"])
+def test_atom_identity_keeps_e3_equivariance_and_breaks_permutation_symmetry(backbone):
+    cfg = validate_config({"name": "x", "model": {"backbone": backbone, "hidden": 16, "layers": 2, "atom_identity": 6}})
+    from moldiff.models.registry import build_backbone as from_config
+    torch.manual_seed(0)
+    net = from_config(cfg).double()
+    g = random_batch()
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    out, h = net(g.z, g.pos, g.batch, g.n_atoms, t)
+    q = random_orthogonal(5)
+    out_r, h_r = net(g.z, g.pos @ q.T + 1.0, g.batch, g.n_atoms, t)
+    torch.testing.assert_close(out_r, out @ q.T, atol=1e-10, rtol=1e-8)
+    torch.testing.assert_close(h_r, h, atol=1e-10, rtol=1e-8)
+    # swapping two atoms of the first molecule (the same element, so only their index differs) changes
+    # what the network says about them: they are distinguishable
+    z = g.z.clone()
+    z[1] = z[0]
+    perm = torch.arange(g.num_atoms)
+    perm[[0, 1]] = perm[[1, 0]]
+    _, h_same = net(z, g.pos, g.batch, g.n_atoms, t)
+    _, h_swapped = net(z[perm], g.pos[perm], g.batch, g.n_atoms, t)
+    assert (h_swapped - h_same[perm]).abs().max() > 1e-3
+    # the index restarts in every molecule: the table of 6 covers molecules of 4, 5 and 6 atoms
+    emb = net.atom_embedding
+    first = emb(g.z, g.n_atoms) - emb.element(g.z)
+    torch.testing.assert_close(first[4], emb.identity.weight[0])      # atom 0 of the second molecule
+    big = random_batch(sizes=(7,))
+    with pytest.raises(ValueError, match="7 atoms but model.atom_identity is 6"):
+        net(big.z, big.pos, big.batch, big.n_atoms, torch.tensor([0.5], dtype=torch.float64))
+
+
+def test_element_embedding_loads_checkpoints_from_before_atom_identity():
+    net = EGNN(hidden=8, layers=2, time_dim=8)
+    state = net.state_dict()
+    state["atom_embedding.weight"] = state.pop("atom_embedding.element.weight")
+    fresh = EGNN(hidden=8, layers=2, time_dim=8)
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh.atom_embedding.element.weight, net.atom_embedding.element.weight)

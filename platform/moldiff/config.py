@@ -198,6 +198,9 @@ class ModelConfig(_Section):
         "their std (unit variance, as the VP process assumes)"
     )
     max_atomic_number: int = Field(100, ge=1, le=118)
+    atom_identity: int = Field(0, ge=0, description="egnn/e3nn: > 0 embeds each atom's index within its molecule "
+                               "(at least the largest atom count), so the atoms of a single-molecule dataset "
+                               "(MD17) are distinguishable; 0 = permutation equivariant (LJ, QM9)")
     coord_range: Optional[float] = Field(None, gt=0, description="egnn: soft bound on the summed coordinate "
                                          "updates (r tanh(w / r) per layer); null = unbounded (best samples on LJ-13)")
     lmax: int = Field(2, ge=1, le=4, description="e3nn: highest spherical-harmonic degree of edge vectors")

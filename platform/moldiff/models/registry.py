@@ -13,11 +13,11 @@ def build_backbone(cfg: ExperimentConfig) -> nn.Module:
     m = cfg.model
     if m.backbone == "egnn":
         return EGNN(hidden=m.hidden, layers=m.layers, time_dim=m.time_embedding, max_z=m.max_atomic_number,
-                    cutoff=m.cutoff, coord_range=m.coord_range)
+                    atom_identity=m.atom_identity, cutoff=m.cutoff, coord_range=m.coord_range)
     if m.backbone == "e3nn":
         from ..nn.e3nn_net import E3NN      # e3nn costs ~2 s to import: only when asked for
         return E3NN(hidden=m.hidden, layers=m.layers, time_dim=m.time_embedding, max_z=m.max_atomic_number,
-                    cutoff=m.cutoff, lmax=m.lmax, radial_max=m.radial_max)
+                    atom_identity=m.atom_identity, cutoff=m.cutoff, lmax=m.lmax, radial_max=m.radial_max)
     raise ValueError(f"unknown model.backbone {m.backbone!r}")
 
 

@@ -19,7 +19,7 @@ from e3nn.math import soft_one_hot_linspace
 from e3nn.nn import Gate
 from torch import nn
 
-from .embedding import SinusoidalTimeEmbedding
+from .embedding import AtomEmbedding, SinusoidalTimeEmbedding
 from .graph import molecule_edges
 
 
@@ -40,7 +40,7 @@ class InteractionBlock(nn.Module):
 
 
 class E3NN(nn.Module):
-    def __init__(self, hidden: int = 32, layers: int = 3, time_dim: int = 32, max_z: int = 100,
+    def __init__(self, hidden: int = 32, layers: int = 3, time_dim: int = 32, max_z: int = 100, atom_identity: int = 0,
                  cutoff: Optional[float] = None, lmax: int = 2, radial_max: float = 6.0, n_radial: int = 16):
         super().__init__()
         self.scalars, self.vectors = hidden, max(2, hidden // 2)
@@ -49,7 +49,7 @@ class E3NN(nn.Module):
         self.n_radial = n_radial
         self.irreps_node = o3.Irreps(f"{self.scalars}x0e + {self.vectors}x1o")
         self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
-        self.atom_embedding = nn.Embedding(max_z + 1, self.scalars)
+        self.atom_embedding = AtomEmbedding(max_z, self.scalars, atom_identity)
         self.time_embedding = SinusoidalTimeEmbedding(time_dim)
         self.time_mlp = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.time_proj = nn.ModuleList(nn.Linear(hidden, self.scalars) for _ in range(layers))
@@ -69,7 +69,7 @@ class E3NN(nn.Module):
         degree.index_add_(0, edges[1], torch.ones(edges.shape[1], 1, dtype=pos.dtype, device=pos.device))
         inv_degree = 1.0 / degree.clamp(min=1.0)
         temb = self.time_mlp(self.time_embedding(t))[batch]
-        scalars = self.atom_embedding(z)
+        scalars = self.atom_embedding(z, n_atoms)
         x = torch.cat([scalars, pos.new_zeros(pos.shape[0], 3 * self.vectors)], -1)
         for proj, block in zip(self.time_proj, self.blocks):
             x = torch.cat([x[:, :self.scalars] + proj(temb), x[:, self.scalars:]], -1)

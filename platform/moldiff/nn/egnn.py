@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .embedding import SinusoidalTimeEmbedding
+from .embedding import AtomEmbedding, SinusoidalTimeEmbedding
 from .graph import molecule_edges
 
 
@@ -64,13 +64,13 @@ class EGNNLayer(nn.Module):
 
 
 class EGNN(nn.Module):
-    def __init__(self, hidden: int = 64, layers: int = 4, time_dim: int = 32, max_z: int = 100,
+    def __init__(self, hidden: int = 64, layers: int = 4, time_dim: int = 32, max_z: int = 100, atom_identity: int = 0,
                  cutoff: Optional[float] = None, features_out: bool = False, coord_range: Optional[float] = None):
         """``features_out``: also update h in the last layer (for heads that read node features);
         off by default so that every parameter reaches the output (DDP requires it)."""
         super().__init__()
         self.cutoff = cutoff
-        self.atom_embedding = nn.Embedding(max_z + 1, hidden)
+        self.atom_embedding = AtomEmbedding(max_z, hidden, atom_identity)
         self.time_embedding = SinusoidalTimeEmbedding(time_dim)
         self.time_mlp = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.time_proj = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
@@ -85,7 +85,7 @@ class EGNN(nn.Module):
         degree.index_add_(0, edges[1], torch.ones(edges.shape[1], 1, dtype=pos.dtype, device=pos.device))
         inv_degree = 1.0 / degree.clamp(min=1.0)
         temb = self.time_mlp(self.time_embedding(t))[batch]
-        h = self.atom_embedding(z)
+        h = self.atom_embedding(z, n_atoms)
         x = pos
         for proj, layer in zip(self.time_proj, self.layers):
             h, x = layer(h + proj(temb), x, edges, inv_degree)
