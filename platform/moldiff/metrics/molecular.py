@@ -3,6 +3,9 @@
 Stability (Fu et al. 2022, used by the PSM paper): a sample is unstable if any *bonded* distance
 deviates from its equilibrium length by more than ``tolerance`` (0.5 Angstrom). Bonds are found on
 a reference structure from covalent radii; equilibrium lengths are their mean over reference frames.
+The criterion reads atoms by their labels, so it needs samples whose labels mean something: a
+permutation-equivariant model of one molecule swaps same-element atoms freely (set
+``model.atom_identity`` to make them distinguishable).
 """
 from __future__ import annotations
 
