@@ -66,6 +66,10 @@ def main(argv=None) -> int:
         shutil.copyfile(plot, target)
         plots.append(f"![{plot.stem}](img/{target.name})")
     from moldiff.evaluation import results_table  # noqa: E402  (after sys.path set in __main__)
+    from moldiff.experiment import stage_seconds  # noqa: E402
+
+    seconds = stage_seconds(run)
+    cost = ", ".join(f"{stage} {s / 60:.1f} min" for stage, s in seconds.items()) or "not recorded"
 
     notes_file = ROOT / "benchmarks" / "notes" / f"{args.name}.md"
     c = config
@@ -84,6 +88,8 @@ def main(argv=None) -> int:
         f"- Sample sizes: {metrics['n_samples']} samples per seed; reference {metrics['n_reference']} frames; "
         f"noise floor from {metrics['n_noise_floor_set']} independent reference frames per seed "
         f"({metrics['reference_split']}); training set {metrics['n_train']} frames.",
+        f"- Cost (wall clock per stage, `timings.json`; data generation is cached and counted when it ran "
+        f"in this run directory): {cost}.",
         "",
         "## Results", "",
         "Mean ± std over sampling seeds. The noise floor is the same metric between two independent "
