@@ -56,7 +56,26 @@ def _minutes(row: dict, stage: str) -> str:
 
 
 def fmt(s: dict) -> str:
+    if len(s.get("per_seed", [])) == 1:          # one seed: no spread to show
+        return f"{s['mean']:.4f}"
     return f"{s['mean']:.4f} ± {s['std']:.4f}"
+
+
+def floor_rows(rows: list[dict], groups: list[str], metrics_shown: list[str]) -> list[str]:
+    """One noise-floor row per reference dataset (the data config without its training-set choice):
+    one for most studies, one per molecule when the variants change the system; labelled by the
+    variant values its trials share."""
+    by_floor: dict[str, list[dict]] = {}
+    for r in rows:
+        reference = {k: v for k, v in r["config"]["data"].items() if k != "train"}
+        by_floor.setdefault(json.dumps(reference, sort_keys=True), []).append(r)
+    out = []
+    for members in by_floor.values():
+        shared = [members[0]["variants"][g] if len({m["variants"][g] for m in members}) == 1 else "" for g in groups]
+        label = "noise floor" if len(by_floor) == 1 else f"noise floor ({', '.join(v for v in shared if v)})"
+        floor = members[0]["metrics"]["noise_floor"]
+        out.append(f"| {label} | " + " | " * (len(groups) - 1) + " | ".join(fmt(floor[k]) for k in metrics_shown) + " | | | |")
+    return out
 
 
 def main(argv=None) -> int:
@@ -104,8 +123,7 @@ def main(argv=None) -> int:
                                 "n_samples": m["n_samples"], "noise_floor": m["noise_floor"][k]["mean"],
                                 "train_set": m["train_set"][k], "command": r["command"],
                                 "train_seconds": r["seconds"].get("train"), "sample_seconds": r["seconds"].get("sample")})
-        floor = rows[0]["metrics"]["noise_floor"]
-        md += ["| noise floor | " + " | " * (len(groups) - 1) + " | ".join(fmt(floor[k]) for k in metrics_shown) + " | | | |", ""]
+        md += [*floor_rows(rows, groups, metrics_shown), ""]
         for r in rows:                       # state-vector runs: their free-energy maps (iid vs simulation)
             fe = r["run"] / "plots" / "free_energy.png"
             if fe.exists():
