@@ -13,7 +13,6 @@ between the two is the orchestration overhead. Writes docs/results/experts_paral
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shlex
 import shutil
@@ -23,8 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "platform"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from moldiff.config import load_config  # noqa: E402
+from result_files import write_result  # noqa: E402
 from moldiff.data.sources import prepare_data  # noqa: E402
 from moldiff.runtime import connect, log  # noqa: E402
 from moldiff.train.experts import expert_configs, train_experts  # noqa: E402
@@ -124,11 +125,7 @@ def main() -> int:
               "details": {"sequential_wall_s": seq_wall, "parallel_wall_s": par_wall, "parallel": parallel,
                           "ideal_ratio": ideal, "sequential_expert_s": seq_each, "parallel_finish_s": par_done,
                           "epochs": [c.training.epochs for c in experts]}}
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    out.with_suffix(".json").write_text(json.dumps([record], indent=2) + "\n")
-    print("\n".join(md))
+    print(write_result(args.output, md, [record]))
     return 0
 
 

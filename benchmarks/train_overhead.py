@@ -14,7 +14,6 @@ docs/results/train_overhead.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import sys
@@ -23,11 +22,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "platform"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from moldiff.config import load_config  # noqa: E402
+from result_files import write_result  # noqa: E402
 from moldiff.data.batch import collate_arrow  # noqa: E402
 from moldiff.data.sources import prepare_data  # noqa: E402
 from moldiff.data.store import read_dataset  # noqa: E402
@@ -145,11 +146,7 @@ def main() -> int:
               "mean": ratio, "std": None, "n_seeds": 1, "n_samples": args.epochs - 1, "noise_floor": None,
               "command": command,
               "details": {"plain_steps_per_s": plain_steady, "torchtrainer": ray_runs}}
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    out.with_suffix(".json").write_text(json.dumps([record], indent=2) + "\n")
-    print("\n".join(md))
+    print(write_result(args.output, md, [record]))
     return 0
 
 

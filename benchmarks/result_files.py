@@ -1,0 +1,19 @@
+"""Write a benchmark's docs/results/<name>.md and its .json twin, with hand-written notes from
+benchmarks/notes/<name>.md (when present) after the measured part, so a rerun keeps them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+NOTES = Path(__file__).resolve().parent / "notes"
+
+
+def write_result(output: str | Path, md: list[str], records: list[dict]) -> str:
+    out = Path(output)
+    notes = NOTES / f"{out.name}.md"
+    if notes.exists():
+        md = [*md, "", notes.read_text().strip()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(records, indent=2) + "\n")
+    return "\n".join(md)
