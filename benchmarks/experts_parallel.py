@@ -5,8 +5,9 @@ epochs) is trained twice through ``train_experts``: once with ``experts.max_conc
 and once with ``experts.max_concurrent=N`` (N concurrent Ray Train runs, default: as many as fit on
 the cluster's CPUs). Each pass starts from empty run directories. Reports the wall time of each
 pass, the per-expert times and the ratio sequential / parallel, and the ideal ratio for this
-cluster (sum of the expert times over the makespan of the best packing onto N slots), so the gap
-between the two is the orchestration overhead. Writes docs/results/experts_parallel.{md,json}.
+cluster (sum of the expert times over the makespan of the best packing onto N slots): the gap is
+what running them at once costs or loses here. Writes docs/results/experts_parallel.{md,json}
+(hand notes from benchmarks/notes/experts_parallel.md).
 
     python benchmarks/experts_parallel.py [--epoch-scale 1.0] [--parallel 2] [config overrides...]
 """

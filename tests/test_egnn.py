@@ -6,6 +6,7 @@ from moldiff.config import validate_config
 from moldiff.data.batch import from_arrays
 from moldiff.diffusion.process import molecule_mean
 from moldiff.models import build_model
+from moldiff.models.registry import build_backbone as backbone_from_config
 from moldiff.nn.egnn import EGNN
 from moldiff.nn.graph import fully_connected_edges, molecule_edges, radius_graph
 
@@ -85,9 +86,8 @@ def test_epsilon_model_output_has_zero_centre_and_is_translation_invariant(backb
 @pytest.mark.parametrize("backbone", ["egnn", "e3nn"])
 def test_atom_identity_keeps_e3_equivariance_and_breaks_permutation_symmetry(backbone):
     cfg = validate_config({"name": "x", "model": {"backbone": backbone, "hidden": 16, "layers": 2, "atom_identity": 6}})
-    from moldiff.models.registry import build_backbone as from_config
     torch.manual_seed(0)
-    net = from_config(cfg).double()
+    net = backbone_from_config(cfg).double()
     g = random_batch()
     t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
     out, h = net(g.z, g.pos, g.batch, g.n_atoms, t)
