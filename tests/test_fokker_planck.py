@@ -10,8 +10,9 @@ from torch import nn
 from moldiff.diffusion.schedules import VPSchedule
 from moldiff.models.energy import EnergyModel, ScoreModel
 from moldiff.nn.mlp import TimeMLP
-from moldiff.objectives.fokker_planck import (FokkerPlanckDSM, FokkerPlanckSettings, dt_log_density,
-                                              exact_residual, time_weight, weak_residual)
+from moldiff.objectives.fokker_planck import (FokkerPlanckDSM, FokkerPlanckSettings, three_point_dt,
+                                              exact_residual, time_weight, weak_residual,
+                                              weak_residuals)
 
 SCHEDULE = VPSchedule(0.1, 20.0)
 
@@ -70,6 +71,20 @@ def test_weak_estimator_matches_the_exact_residual_of_a_random_energy_model():
     assert torch.all((prod.mean(0) - exact ** 2).abs() < 5 * sq_err + 1e-3 * (exact ** 2).clamp(min=1.0))
 
 
+def test_probes_batched_in_one_pass_give_each_probes_residual():
+    torch.manual_seed(4)
+    model = EnergyModel(TimeMLP(2, [16, 16], 1)).double()
+    s = FokkerPlanckSettings(probe_sigma=1e-3)
+    x = torch.randn(6, 2, dtype=torch.float64)
+    t = torch.rand(6, dtype=torch.float64) * 0.9 + 0.05
+    probes = s.probe_sigma * torch.randn(3, 6, 2, dtype=torch.float64)
+    together = weak_residuals(model, SCHEDULE, x, t, probes, s, create_graph=False)
+    one_by_one = torch.stack([weak_residual(model, SCHEDULE, x, t, v, s, create_graph=False) for v in probes])
+    assert together.shape == (3, 6)
+    assert torch.allclose(together, one_by_one, rtol=1e-10, atol=1e-8)
+    assert not torch.allclose(together[0], together[1])       # the probes really differ
+
+
 def test_three_point_time_difference_is_second_order():
     torch.manual_seed(2)
     model = EnergyModel(TimeMLP(2, [16], 1)).double()
@@ -79,7 +94,8 @@ def test_three_point_time_difference_is_second_order():
     (exact,) = torch.autograd.grad(logp.sum(), t)
     errors = []
     for h in (1e-2, 5e-3):
-        fd = dt_log_density(model, x, t.detach(), logp.detach(), h, h / 2)
+        td = t.detach()
+        fd = three_point_dt(model.log_density(x, td + h / 2), logp.detach(), model.log_density(x, td - h), h, h / 2)
         errors.append((fd - exact).abs().max().item())
     assert errors[1] < errors[0] / 3          # halving h cuts the error ~4x (second order)
 
