@@ -124,6 +124,21 @@ class ParquetSource(_Section):
     path: str
 
 
+class QM9Source(_Section):
+    """Real QM9 from the qm9pack wheel (or CSVs in its layout), split train / val / test in EDM's
+    proportions by a seeded permutation; filters and caps apply after the split."""
+
+    csv_dir: Optional[str] = Field(None, description="folder of QM9 CSVs in the qm9pack layout; null = the "
+                                   "installed qm9pack wheel (pip install 'moldiff[qm9]')")
+    split_seed: int = Field(0, description="seed of the train / val / test permutation")
+    max_heavy_atoms: Optional[int] = Field(None, ge=1, le=9, description="keep molecules with at most this "
+                                           "many heavy atoms (small runs)")
+    max_atoms: Optional[int] = Field(None, ge=1, le=29, description="keep molecules with at most this many atoms")
+    n_train: Optional[int] = Field(None, ge=1, description="cap on training molecules; null = all selected")
+    n_val: Optional[int] = Field(None, ge=1, description="cap on validation molecules")
+    n_test: Optional[int] = Field(None, ge=1, description="cap on test molecules (the reference of the metrics)")
+
+
 class TrainSetConfig(_Section):
     """Which frames the model is trained on."""
 
@@ -144,7 +159,7 @@ class TrainSetConfig(_Section):
 
 
 class DataConfig(_Section):
-    source: Literal["lj", "npz", "parquet", "xtb_md", "muller_brown", "alanine"] = "lj"
+    source: Literal["lj", "npz", "parquet", "xtb_md", "muller_brown", "alanine", "qm9"] = "lj"
     root: str = Field("data", description="cache directory for generated datasets")
     seed: int = Field(0, description="seed of data generation and subset selection (kept apart from "
                       "the training seed so that training seeds share one dataset)")
@@ -154,6 +169,7 @@ class DataConfig(_Section):
     xtb_md: Optional[XtbMDSource] = None
     muller_brown: Optional[MullerBrownSource] = None
     alanine: Optional[AlanineSource] = None
+    qm9: Optional[QM9Source] = None
     train: TrainSetConfig = TrainSetConfig()
     materialize: bool = Field(
         True, description="load the training set into the object store before training starts "
@@ -169,6 +185,8 @@ class DataConfig(_Section):
                 self.muller_brown = MullerBrownSource()
             elif self.source == "alanine":
                 self.alanine = AlanineSource()
+            elif self.source == "qm9":
+                self.qm9 = QM9Source()
             else:
                 raise ValueError(f"data.source is '{self.source}' but the section data.{self.source} is missing")
         return self

@@ -31,6 +31,7 @@ class PreparedData:
     train_manifest: Manifest
     reference_manifest: Manifest
     potential: Optional[LennardJones]        # energy of generated samples, when the system has one
+    validation: Optional[Path] = None        # a held-out split for model selection (QM9)
 
     def energy_fn(self) -> Optional[Callable[[np.ndarray], np.ndarray]]:
         return None if self.potential is None else self.potential.energy_np
@@ -62,6 +63,8 @@ def prepare_data(data: DataConfig, log: Callable[[str], None] = print) -> Prepar
         return _prepare_lj(data, root, log)
     if data.source in ("muller_brown", "alanine"):
         return _prepare_states(data, root, log)
+    if data.source == "qm9":
+        return _prepare_qm9(data, root, log)
     return _prepare_split(data, root, log)
 
 
@@ -87,6 +90,27 @@ def _prepare_states(data: DataConfig, root: Path, log) -> PreparedData:
         paths[role] = root / name
     return PreparedData(paths["train"], paths["reference"], read_manifest(paths["train"]),
                         read_manifest(paths["reference"]), None)
+
+
+def _prepare_qm9(data: DataConfig, root: Path, log) -> PreparedData:
+    """QM9 train / val / test; the test split is the reference the metrics compare with."""
+    from . import qm9
+
+    src = data.qm9
+    files = qm9.csvs_in(Path(src.csv_dir).expanduser()) if src.csv_dir else qm9.qm9pack_csvs()
+    sel = qm9.QM9Selection(**src.model_dump(exclude={"csv_dir"}))
+    key = _key({"files": [_file_fingerprint(f) for f in files], "selection": sel.__dict__})
+    name = f"qm9-{key}"
+    paths = {split: root / f"{name}-{split}" for split in qm9.SPLITS}
+    with _build_locks[name]:
+        if not all(dataset_exists(p) for p in paths.values()):
+            for split, (table, manifest) in qm9.build_datasets(files, sel, name, log).items():
+                write_dataset(paths[split], table, manifest)
+                log(f"[data] wrote {paths[split]} ({manifest.n_molecules} molecules)")
+        else:
+            log(f"[data] using cached {root / name}-{{train,val,test}}")
+    return PreparedData(paths["train"], paths["test"], read_manifest(paths["train"]), read_manifest(paths["test"]),
+                        None, validation=paths["val"])
 
 
 def _prepare_lj(data: DataConfig, root: Path, log) -> PreparedData:
