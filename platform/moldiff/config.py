@@ -232,12 +232,16 @@ class ModelConfig(_Section):
 
 
 class DiffusionConfig(_Section):
-    process: Literal["ve", "vp"] = "ve"
+    process: Literal["ve", "vp", "polynomial"] = Field("ve", description="ve / vp: continuous SDEs; polynomial: "
+                                                        "EDM's discrete DDPM schedule (UniGEM, MoreRed)")
     sigma_min: float = Field(0.01, gt=0, description="VE")
     sigma_max: float = Field(8.0, gt=0, description="VE")
     beta_min: float = Field(0.1, gt=0, description="VP")
     beta_max: float = Field(20.0, gt=0, description="VP")
     t_min: float = Field(1e-5, ge=0, lt=0.5, description="lower clamp of diffusion time")
+    n_steps: int = Field(1000, ge=2, description="polynomial: T, the number of discrete steps")
+    power: float = Field(2.0, gt=0, description="polynomial: exponent of (1 - (s/T)^power)^2")
+    precision: float = Field(1e-5, gt=0, lt=0.5, description="polynomial: alpha^2 = (1 - 2p) alpha~^2 + p")
 
     @model_validator(mode="after")
     def _ordered(self):
