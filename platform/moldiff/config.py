@@ -201,8 +201,9 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    backbone: Literal["egnn", "e3nn", "mlp", "graph_transformer"] = Field(
+    backbone: Literal["egnn", "e3nn", "mlp", "graph_transformer", "branched_egnn"] = Field(
         "egnn", description="egnn: E(n) graph network; e3nn: tensor products over spherical harmonics; "
+        "branched_egnn: EGNN whose deep layers split into a nucleation and a growth branch (UniGEM, QM9); "
         "mlp: time-conditioned MLP on flat state vectors; graph_transformer: attention over the particles "
         "of a state vector with difference-vector edges (coarse-grained molecules)"
     )
@@ -229,6 +230,16 @@ class ModelConfig(_Section):
     heads: int = Field(8, ge=1, le=64, description="graph_transformer: attention heads")
     head_dim: int = Field(64, ge=1, le=1024, description="graph_transformer: width of each head")
     radial_max: float = Field(6.0, gt=0, description="e3nn: range of the radial basis when cutoff is null")
+    shared_layers: int = Field(1, ge=0, description="branched_egnn: layers every molecule passes; the other "
+                               "layers - shared_layers form each branch")
+    two_branches: bool = Field(True, description="branched_egnn in unigem mode: separate nucleation and growth "
+                               "branches (false: one branch, the single-branch ablation)")
+
+    @model_validator(mode="after")
+    def _branch_layers(self):
+        if self.backbone == "branched_egnn" and self.shared_layers >= self.layers:
+            raise ValueError(f"model.shared_layers ({self.shared_layers}) must be below model.layers ({self.layers})")
+        return self
 
 
 class DiffusionConfig(_Section):
@@ -278,18 +289,43 @@ class FokkerPlanckConfig(_Section):
                                       "on each side); null = w(t) = 1")
 
 
+class UniGEMConfig(_Section):
+    """UniGEM and its baselines on QM9 (objective.name: unigem)."""
+
+    mode: Literal["unigem", "joint", "predictor"] = Field(
+        "unigem", description="unigem: coordinates-only diffusion with type and property heads after the "
+        "nucleation step; joint: EDM-style diffusion of coordinates and types (baseline); predictor: the "
+        "property head alone at t = 0 with types as input (the from-scratch baseline)")
+    property: Optional[str] = Field("lumo", description="the property the head predicts (alpha, gap, homo, lumo, "
+                                    "mu, Cv); null = no property head")
+    predict_types: bool = Field(True, description="unigem: the atom-type head (ATP); false = ablation")
+    nucleation_step: int = Field(10, ge=0, description="t_n in steps of diffusion.n_steps (paper: 10 of 1000)")
+    oversample: Optional[float] = Field(0.5, gt=0, lt=1, description="fraction of each batch drawn from the growth "
+                                        "phase (paper: 0.5); null = uniform steps")
+    predictive_at: Literal["growth", "all"] = Field("growth", description="where the type and property losses "
+                                                    "act: growth phase only (UniGEM) or every step (multi-task)")
+    type_weight: float = Field(1.0, ge=0)
+    prop_weight: float = Field(1.0, ge=0)
+    type_loss: Literal["l1", "ce"] = Field("l1", description="l1 on onehot / 4 (the authors' code) or cross-entropy")
+    prop_loss: Literal["l1", "l2"] = Field("l1", description="l1 on MAD-normalised labels (code) or l2 (paper Eq. 4)")
+
+
 class ObjectiveConfig(_Section):
-    name: Literal["dsm", "psm", "fokker_planck"] = Field(
+    name: Literal["dsm", "psm", "fokker_planck", "unigem"] = Field(
         "dsm", description="dsm: w = 0; psm: force weight from objective.psm; fokker_planck: DSM + alpha FP "
-        "on state vectors (objective.fokker_planck)")
+        "on state vectors (objective.fokker_planck); unigem: QM9 generation and property prediction "
+        "(objective.unigem)")
     psm: PSMConfig = PSMConfig()
     fokker_planck: FokkerPlanckConfig = FokkerPlanckConfig()
+    unigem: UniGEMConfig = UniGEMConfig()
 
     @property
     def variant(self) -> str:
         """The name results use: dsm, piecewise, piecewise_weighted, force_only."""
         if self.name == "fokker_planck":
             return "fokker_planck" if self.fokker_planck.alpha > 0 else "diffusion"
+        if self.name == "unigem":
+            return self.unigem.mode
         return "dsm" if self.name == "dsm" else self.psm.weighting
 
 
@@ -377,6 +413,8 @@ class SimulationConfig(_Section):
 
 
 class EvaluationConfig(_Section):
+    generate: bool = Field(True, description="QM9: generate molecules and judge them (false: property MAE only, "
+                           "e.g. inside a sweep whose finalists then generate)")
     distance_bins: int = Field(200, ge=2)
     energy_bins: int = Field(50, ge=2)
     max_reference: int = Field(20000, ge=10, description="cap on reference frames used by the metrics")
@@ -446,6 +484,17 @@ class ExperimentConfig(_Section):
         if self.model.backbone == "graph_transformer" and self.data.source == "muller_brown":
             raise ValueError("model.backbone graph_transformer needs particles (3-D coordinates); "
                              "Müller-Brown states are 2-D points: use mlp")
+        qm9_like = self.data.source == "qm9"
+        if qm9_like != (self.objective.name == "unigem") or qm9_like != (self.model.backbone == "branched_egnn"):
+            raise ValueError("QM9 (data.source qm9) goes with objective.name unigem and model.backbone branched_egnn, "
+                             f"and only with them; got source '{self.data.source}', objective "
+                             f"'{self.objective.name}', backbone '{self.model.backbone}'")
+        if qm9_like and self.diffusion.process != "polynomial":
+            raise ValueError("objective unigem samples with the discrete ancestral sampler: set diffusion.process: "
+                             "polynomial")
+        if qm9_like and self.objective.unigem.nucleation_step >= self.diffusion.n_steps:
+            raise ValueError(f"objective.unigem.nucleation_step ({self.objective.unigem.nucleation_step}) must be "
+                             f"below diffusion.n_steps ({self.diffusion.n_steps})")
         if vector != (self.objective.name == "fokker_planck"):
             raise ValueError(f"objective.name '{self.objective.name}' does not fit data.source '{self.data.source}' "
                              "(state-vector systems use fokker_planck; molecules dsm/psm)")

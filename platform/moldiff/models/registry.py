@@ -24,6 +24,8 @@ def build_backbone(cfg: ExperimentConfig) -> nn.Module:
 def build_model(cfg: ExperimentConfig, sigma_data: float = 1.0, state_dim: int = 2):
     """The model a config trains. State-vector systems get an energy (conservative) or score MLP;
     ``state_dim`` is their dimension (from the dataset)."""
+    if cfg.model.backbone == "branched_egnn":
+        return build_generator(cfg)
     if cfg.model.backbone in ("mlp", "graph_transformer"):
         from .energy import EnergyModel, ScoreModel
         m, (t_lo, t_hi) = cfg.model, time_interval(cfg)
@@ -38,6 +40,20 @@ def build_model(cfg: ExperimentConfig, sigma_data: float = 1.0, state_dim: int =
             net = GraphTransformer(state_dim // 3, m.hidden, m.layers, m.heads, m.head_dim, out, t_mid=0.5 * (t_lo + t_hi))
         return EnergyModel(net) if m.conservative else ScoreModel(net)
     return EpsilonModel(build_backbone(cfg), build_schedule(cfg.diffusion), sigma_data, cfg.model.input_scaling)
+
+
+def build_generator(cfg: ExperimentConfig):
+    """UniGEM / EDM joint / property predictor on the branched EGNN (QM9)."""
+    from ..nn.branched_egnn import BranchedEGNN
+    from .unigem import MoleculeGenerator
+
+    m, u = cfg.model, cfg.objective.unigem
+    n_types = 5
+    backbone = BranchedEGNN(hidden=m.hidden, shared_layers=m.shared_layers, branch_layers=m.layers - m.shared_layers,
+                            node_features=0 if u.mode == "unigem" else n_types, time_dim=m.time_embedding,
+                            two_branches=m.two_branches and u.mode == "unigem", cutoff=m.cutoff)
+    return MoleculeGenerator(backbone, build_schedule(cfg.diffusion), u.mode, u.nucleation_step,
+                             predict_types=u.predict_types, predict_property=u.property is not None)
 
 
 def time_interval(cfg: ExperimentConfig) -> tuple[float, float]:

@@ -32,9 +32,27 @@ def fokker_planck_settings(cfg: ExperimentConfig) -> FokkerPlanckSettings:
                                 t_lo=t_lo, t_hi=t_hi, midpoint=fp.midpoint)
 
 
-def build_objective(cfg: ExperimentConfig, dataset_kT: Optional[float] = None):
-    """``dataset_kT``: kT of the training set's manifest, used unless ``objective.psm.kT`` is set."""
+def unigem_settings(cfg: ExperimentConfig):
+    from .unigem import UniGEMSettings
+
+    u = cfg.objective.unigem
+    return UniGEMSettings(nucleation_step=u.nucleation_step, n_steps=cfg.diffusion.n_steps, oversample=u.oversample,
+                          type_weight=u.type_weight, prop_weight=u.prop_weight, predictive_at=u.predictive_at,
+                          type_loss=u.type_loss, prop_loss=u.prop_loss)
+
+
+def build_objective(cfg: ExperimentConfig, dataset_kT: Optional[float] = None, normalizer=None):
+    """``dataset_kT``: kT of the training set's manifest, used unless ``objective.psm.kT`` is set;
+    ``normalizer``: the property normaliser of the training split (unigem with a property)."""
     name = cfg.objective.name
+    if name == "unigem":
+        from .unigem import UniGEMObjective
+        u = cfg.objective.unigem
+        needs_property = u.mode == "predictor" or (u.mode == "unigem" and u.property is not None)
+        if needs_property and u.property is None:
+            raise ValueError("objective.unigem.mode predictor needs objective.unigem.property")
+        return UniGEMObjective(build_schedule(cfg.diffusion), unigem_settings(cfg), u.mode,
+                               normalizer if needs_property else None)
     if name in ("dsm", "psm"):
         kT = cfg.objective.psm.kT if cfg.objective.psm.kT is not None else dataset_kT
         return ScoreMatching(build_schedule(cfg.diffusion), force_weight(cfg), kT)

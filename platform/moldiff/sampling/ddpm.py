@@ -33,7 +33,7 @@ def sample_sizes(sizes: np.ndarray, probs: np.ndarray, n: int, rng: np.random.Ge
 
 def empty_batch(n_atoms: np.ndarray, dtype=torch.float32, device=None) -> GraphBatch:
     """Molecules of the given sizes with placeholder atoms (z = 0) at the origin."""
-    n = torch.as_tensor(np.asarray(n_atoms), dtype=torch.long, device=device)
+    n = torch.tensor(np.asarray(n_atoms), dtype=torch.long, device=device)
     total = int(n.sum())
     return GraphBatch(z=torch.zeros(total, dtype=torch.long, device=device),
                       pos=torch.zeros(total, 3, dtype=dtype, device=device),

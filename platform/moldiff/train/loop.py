@@ -6,6 +6,7 @@ report is a barrier). Restoring is automatic: when the run's storage already hol
 """
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 import time
@@ -132,7 +133,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
             ema.load_state_dict(weights["ema"])
         start_epoch, step = int(meta["epoch"]), int(meta["step"])
     # to device; DDP when world > 1, except for state-vector models (gradients averaged by hand)
-    model = ray.train.torch.prepare_model(model, parallel_strategy=None if vector_system else "ddp")
+    # a two-branch model leaves one branch unused in batches that lie all on one side of t_n
+    ddp_kwargs = {"find_unused_parameters": True} if cfg.model.backbone == "branched_egnn" else None
+    model = ray.train.torch.prepare_model(model, parallel_strategy=None if vector_system else "ddp",
+                                          parallel_strategy_kwargs=ddp_kwargs)
     core = model.module if hasattr(model, "module") else model
     if ema is not None:
         ema.shadow = {k: v.to(device) for k, v in ema.shadow.items()}
@@ -142,11 +146,21 @@ def train_loop_per_worker(loop_config: dict) -> None:
     if restored is not None:
         optimizer.load_state_dict(restored["optimizer"])
         scheduler.load_state_dict(restored["scheduler"])
-    objective = build_objective(cfg, loop_config.get("dataset_kT"))
+    normalizer = loop_config.get("property_normalizer")
+    if normalizer is not None:
+        from ..data.normalization import PropertyNormalizer
+        normalizer = PropertyNormalizer.from_dict(normalizer, "train_loop_config")
+    objective = build_objective(cfg, loop_config.get("dataset_kT"), normalizer)
 
     from ..data.vectors import collate_vectors
+    if vector_system:
+        collate = collate_vectors
+    elif normalizer is not None:
+        collate = functools.partial(collate_arrow, properties=[normalizer.name])
+    else:
+        collate = collate_arrow
     batches = ShardBatches(ray.train.get_dataset_shard("train"), tc.batch_size, loop_config["steps_per_epoch"],
-                           tc.cache_shard, cfg.seed, rank, collate_vectors if vector_system else collate_arrow)
+                           tc.cache_shard, cfg.seed, rank, collate)
     writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
@@ -206,6 +220,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                         optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
                         meta={"epoch": epoch + 1, "step": step, "sigma_data": loop_config["sigma_data"],
                               "state_dim": loop_config.get("state_dim"),
+                              "property_normalizer": loop_config.get("property_normalizer"),
                               "resumed_from_epoch": start_epoch, "world_size": world,
                               "config": loop_config["config"], "metrics": metrics},
                     )

@@ -28,6 +28,30 @@ def coordinate_scale(train_path: Path) -> float:
     return float(centred.std())
 
 
+def trained_property(cfg: ExperimentConfig):
+    """The property a model's head regresses (UniGEM and the predictor), or None."""
+    u = cfg.objective.unigem
+    if cfg.objective.name != "unigem" or u.mode == "joint":
+        return None
+    return u.property
+
+
+def property_normalizer(cfg: ExperimentConfig, data: PreparedData):
+    """Mean and MAD of the trained property on the training split (stored with the checkpoint)."""
+    from ..data.normalization import PropertyNormalizer
+    from ..data.records import PROPERTY_PREFIX, DatasetError
+
+    name = trained_property(cfg)
+    if name is None:
+        return None
+    table, manifest = read_dataset(data.train, validate=False)
+    column = PROPERTY_PREFIX + name
+    if column not in table.column_names:
+        raise DatasetError(f"{data.train}: no property '{name}' (column {column}); it has "
+                           f"{sorted(manifest.properties)}")
+    return PropertyNormalizer.from_values(name, manifest.properties.get(name, ""), table.column(column).to_numpy())
+
+
 def storage_path(cfg: ExperimentConfig) -> Path:
     return Path(cfg.ray.storage_path).expanduser().resolve() if cfg.ray.storage_path else cfg.run_dir / "ray"
 
@@ -48,7 +72,8 @@ def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] 
         raise ValueError(f"{data.train}: {n_train} molecules cannot be split over ray.num_workers={workers}")
     steps_per_epoch = max(1, math.ceil(n_train / (workers * cfg.training.batch_size)))
     sigma_data = coordinate_scale(data.train)
-    build_objective(cfg, data.train_manifest.kT)        # fail here, not in a worker, on a bad objective setup
+    normalizer = property_normalizer(cfg, data)
+    build_objective(cfg, data.train_manifest.kT, normalizer)   # fail here, not in a worker, on a bad objective setup
     resources = {"CPU": cfg.ray.cpus_per_worker}
     if cfg.ray.use_gpu:
         resources["GPU"] = 1
@@ -59,7 +84,8 @@ def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] 
         train_loop_config={"config": cfg.model_dump(mode="json"), "sigma_data": sigma_data,
                            "state_dim": data.train_manifest.generator.get("state_dim", 2),
                            "steps_per_epoch": steps_per_epoch, "run_dir": str(cfg.run_dir),
-                           "dataset_kT": data.train_manifest.kT},
+                           "dataset_kT": data.train_manifest.kT,
+                           "property_normalizer": None if normalizer is None else normalizer.to_dict()},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=cfg.ray.use_gpu,
                                                resources_per_worker=resources,
                                                placement_strategy=cfg.ray.placement_strategy),
