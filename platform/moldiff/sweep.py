@@ -172,6 +172,9 @@ def _trial(params: dict, base: dict, spec_raw: dict, output_dir: str) -> None:
         report = {m: s["mean"] for m, s in metrics["metrics"].items()}
         report.update({f"{m}_std": s["std"] for m, s in metrics["metrics"].items()})
         report.update({f"noise_floor_{m}": s["mean"] for m, s in metrics["noise_floor"].items()})
+        # a study may compare variants that do not all have the ranking metric (a generator without a
+        # property head in a study ranked on property MAE): NaN, ranked last, instead of a failed trial
+        report.setdefault(spec.metric, math.nan)
         tune.report({**report, "epochs": budget, "run_dir": str(stage.run_dir)})
 
 
@@ -245,7 +248,7 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
                      "run_dir": m["run_dir"]})
     done = [r for r in rows if "metrics" in r]
     sign = 1 if spec.mode == "min" else -1
-    done.sort(key=lambda r: sign * r["metrics"][spec.metric])
+    done.sort(key=lambda r: (math.isnan(r["metrics"][spec.metric]), sign * r["metrics"][spec.metric]))
     finals = []
     for r in done[:spec.finalists]:
         cfg = trial_config(base, spec, r["params"], r["trial"], out,
