@@ -32,7 +32,10 @@ from publish_results import paper_table  # noqa: E402
 SHOWN = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "stable_fraction",
          # state-vector systems (Fokker-Planck): iid and simulation against the reference
          "iid_js", "sim_js", "iid_pmf", "sim_pmf", "sim_pop_A", "sim_pop_B", "sim_pop_C",
-         "iid_phi_positive", "sim_phi_positive")
+         "iid_phi_positive", "sim_phi_positive",
+         # de novo generation and property prediction (QM9)
+         "atom_stability", "molecule_stability", "validity", "uniqueness", "valid_and_unique", "novelty",
+         *(f"{split}{p}_mae" for p in ("alpha", "gap", "homo", "lumo", "mu", "Cv") for split in ("", "val_")))
 
 
 def trial_rows(study_dir: Path) -> list[dict]:
@@ -55,10 +58,16 @@ def _minutes(row: dict, stage: str) -> str:
     return "n/a" if seconds is None else f"{seconds / 60:.1f}"
 
 
-def fmt(s: dict) -> str:
+def fmt(s: dict | None) -> str:
+    if s is None:                                # a variant without this metric (a generator has no MAE)
+        return "–"
     if len(s.get("per_seed", [])) == 1:          # one seed: no spread to show
         return f"{s['mean']:.4f}"
     return f"{s['mean']:.4f} ± {s['std']:.4f}"
+
+
+def fmt_value(v) -> str:
+    return "–" if v is None else f"{v:.4f}"
 
 
 def floor_rows(rows: list[dict], groups: list[str], metrics_shown: list[str]) -> list[str]:
@@ -73,8 +82,8 @@ def floor_rows(rows: list[dict], groups: list[str], metrics_shown: list[str]) ->
     for members in by_floor.values():
         shared = [members[0]["variants"][g] if len({m["variants"][g] for m in members}) == 1 else "" for g in groups]
         label = "noise floor" if len(by_floor) == 1 else f"noise floor ({', '.join(v for v in shared if v)})"
-        floor = members[0]["metrics"]["noise_floor"]
-        out.append(f"| {label} | " + " | " * (len(groups) - 1) + " | ".join(fmt(floor[k]) for k in metrics_shown) + " | | | |")
+        floor = {k: v for m in members for k, v in m["metrics"]["noise_floor"].items()}
+        out.append(f"| {label} | " + " | " * (len(groups) - 1) + " | ".join(fmt(floor.get(k)) for k in metrics_shown) + " | | | |")
     return out
 
 
@@ -95,7 +104,7 @@ def main(argv=None) -> int:
         if not rows:
             continue
         groups = list(rows[0]["variants"])
-        metrics_shown = [m for m in SHOWN if m in rows[0]["metrics"]["metrics"]]
+        metrics_shown = [m for m in SHOWN if any(m in r["metrics"]["metrics"] for r in rows)]
         sweep = yaml.safe_load((study / "sweep.yaml").read_text())
         md += [f"## {sweep['spec']['name']}", "",
                f"Command: `python experiments/run.py --sweep <spec of {sweep['spec']['name']}>` "
@@ -114,8 +123,8 @@ def main(argv=None) -> int:
         for r in rows:
             m = r["metrics"]
             md.append("| " + " | ".join(r["variants"][g] for g in groups) + " | "
-                      + " | ".join(fmt(m["metrics"][k]) for k in metrics_shown)
-                      + f" | {m['train_set'][metrics_shown[0]]:.4f} | {_minutes(r, 'train')} | {_minutes(r, 'sample')} |")
+                      + " | ".join(fmt(m["metrics"].get(k)) for k in metrics_shown)
+                      + f" | {fmt_value(m['train_set'].get(metrics_shown[0]))} | {_minutes(r, 'train')} | {_minutes(r, 'sample')} |")
             for k, s in m["metrics"].items():
                 records.append({"experiment": args.name, "study": r["study"],
                                 "variant": "/".join(r["variants"][g] for g in groups), **{f"variant_{g}": r["variants"][g] for g in groups},
