@@ -201,9 +201,10 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    backbone: Literal["egnn", "e3nn", "mlp", "graph_transformer", "branched_egnn"] = Field(
+    backbone: Literal["egnn", "e3nn", "mlp", "graph_transformer", "branched_egnn", "painn"] = Field(
         "egnn", description="egnn: E(n) graph network; e3nn: tensor products over spherical harmonics; "
         "branched_egnn: EGNN whose deep layers split into a nucleation and a growth branch (UniGEM, QM9); "
+        "painn: PaiNN with scalar and vector features (MoreRed; needs a cutoff); "
         "mlp: time-conditioned MLP on flat state vectors; graph_transformer: attention over the particles "
         "of a state vector with difference-vector edges (coarse-grained molecules)"
     )
@@ -232,6 +233,7 @@ class ModelConfig(_Section):
     radial_max: float = Field(6.0, gt=0, description="e3nn: range of the radial basis when cutoff is null")
     shared_layers: int = Field(1, ge=0, description="branched_egnn: layers every molecule passes; the other "
                                "layers - shared_layers form each branch")
+    n_rbf: int = Field(20, ge=2, le=128, description="painn: Gaussian radial basis functions")
     two_branches: bool = Field(True, description="branched_egnn in unigem mode: separate nucleation and growth "
                                "branches (false: one branch, the single-branch ablation)")
 
@@ -239,6 +241,8 @@ class ModelConfig(_Section):
     def _branch_layers(self):
         if self.backbone == "branched_egnn" and self.shared_layers >= self.layers:
             raise ValueError(f"model.shared_layers ({self.shared_layers}) must be below model.layers ({self.layers})")
+        if self.backbone == "painn" and self.cutoff is None:
+            raise ValueError("model.backbone painn needs model.cutoff (MoreRed: 5.0 Angstrom)")
         return self
 
 
@@ -310,14 +314,27 @@ class UniGEMConfig(_Section):
     prop_loss: Literal["l1", "l2"] = Field("l1", description="l1 on MAD-normalised labels (code) or l2 (paper Eq. 4)")
 
 
+class MoreRedConfig(_Section):
+    """MoreRed's networks (objective.name: morered): the DDPM noise model, the time predictor, or both
+    heads on one network (JT)."""
+
+    kind: Literal["noise", "time", "joint"] = Field("joint", description="noise: eps_hat(x, k) (ITP / AS with a "
+                                                     "separate time model); time: the time predictor; joint: MoreRed-JT")
+    eta: float = Field(0.9, gt=0, lt=1, description="joint: weight of the noise loss (time: 1 - eta)")
+    t_max: Optional[int] = Field(None, ge=1, description="train on time indices k < t_max only (relaxation "
+                                 "inputs sit at small k); null = every k")
+
+
 class ObjectiveConfig(_Section):
-    name: Literal["dsm", "psm", "fokker_planck", "unigem"] = Field(
+    name: Literal["dsm", "psm", "fokker_planck", "unigem", "morered"] = Field(
         "dsm", description="dsm: w = 0; psm: force weight from objective.psm; fokker_planck: DSM + alpha FP "
         "on state vectors (objective.fokker_planck); unigem: QM9 generation and property prediction "
-        "(objective.unigem)")
+        "(objective.unigem); morered: relaxation by reverse diffusion with time-step prediction "
+        "(objective.morered)")
     psm: PSMConfig = PSMConfig()
     fokker_planck: FokkerPlanckConfig = FokkerPlanckConfig()
     unigem: UniGEMConfig = UniGEMConfig()
+    morered: MoreRedConfig = MoreRedConfig()
 
     @property
     def variant(self) -> str:
@@ -326,6 +343,8 @@ class ObjectiveConfig(_Section):
             return "fokker_planck" if self.fokker_planck.alpha > 0 else "diffusion"
         if self.name == "unigem":
             return self.unigem.mode
+        if self.name == "morered":
+            return f"morered_{self.morered.kind}"
         return "dsm" if self.name == "dsm" else self.psm.weighting
 
 
@@ -430,6 +449,34 @@ class EvaluationConfig(_Section):
         "(Müller-Brown x in [-1.8, 1.1], y in [-0.5, 2.0]; dihedrals [-pi, pi])")
 
 
+class RelaxationInputsConfig(_Section):
+    """Unstable inputs made from the stable test molecules (data.relaxation_inputs)."""
+
+    n_molecules: Optional[int] = Field(200, ge=1, description="test molecules perturbed (null = the whole test split)")
+    kinds: list[Literal["etkdg", "diffusion", "thermal"]] = Field(
+        default_factory=lambda: ["etkdg", "diffusion", "thermal"], min_length=1)
+    diffusion_steps: list[int] = Field(default_factory=lambda: [50, 150, 250], min_length=1)
+    thermal_K: float = Field(1000.0, gt=0, description="temperature of the short GFN2-xTB runs")
+    thermal_steps: int = Field(200, ge=1, description="0.5 fs steps of each GFN2-xTB run")
+    seed: int = 0
+
+
+class RelaxationConfig(_Section):
+    """MoreRed relaxation of unstable molecules (objective.name: morered)."""
+
+    samplers: list[Literal["itp", "as", "jt", "ddpm"]] = Field(
+        default_factory=lambda: ["jt"], min_length=1, description="jt needs a joint model; itp / as a noise model "
+        "plus time_run")
+    time_run: Optional[str] = Field(None, description="run directory (or checkpoint directory) of a trained time "
+                                    "predictor (objective.morered.kind: time), for itp / as")
+    max_steps: int = Field(1000, ge=1)
+    k_min: int = Field(0, ge=0, description="a molecule has converged after a step at predicted index <= k_min")
+    slots: int = Field(64, ge=1, description="molecules relaxed at once per actor (continuous batching)")
+    num_actors: int = Field(2, ge=1, description="Ray actors, each with one model replica")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    inputs: RelaxationInputsConfig = RelaxationInputsConfig()
+
+
 class RayConfig(_Section):
     address: Optional[str] = Field(
         None, description="cluster address; null = RAY_ADDRESS if set, else an embedded local Ray"
@@ -472,6 +519,7 @@ class ExperimentConfig(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     experts: Optional[ExpertsConfig] = None
     simulation: SimulationConfig = SimulationConfig()
+    relaxation: RelaxationConfig = RelaxationConfig()
     ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
@@ -485,14 +533,17 @@ class ExperimentConfig(_Section):
             raise ValueError("model.backbone graph_transformer needs particles (3-D coordinates); "
                              "Müller-Brown states are 2-D points: use mlp")
         qm9_like = self.data.source == "qm9"
-        if qm9_like != (self.objective.name == "unigem") or qm9_like != (self.model.backbone == "branched_egnn"):
+        pairs = {"unigem": "branched_egnn", "morered": "painn"}
+        name, backbone = self.objective.name, self.model.backbone
+        if qm9_like != (name in pairs) or (name in pairs and backbone != pairs[name]) or \
+                (backbone in pairs.values() and pairs.get(name) != backbone):
             raise ValueError("QM9 (data.source qm9) goes with objective.name unigem and model.backbone branched_egnn, "
-                             f"and only with them; got source '{self.data.source}', objective "
-                             f"'{self.objective.name}', backbone '{self.model.backbone}'")
+                             "or objective.name morered and model.backbone painn, and only with them; got source "
+                             f"'{self.data.source}', objective '{name}', backbone '{backbone}'")
         if qm9_like and self.diffusion.process != "polynomial":
-            raise ValueError("objective unigem samples with the discrete ancestral sampler: set diffusion.process: "
+            raise ValueError(f"objective {name} samples with the discrete ancestral sampler: set diffusion.process: "
                              "polynomial")
-        if qm9_like and self.objective.unigem.nucleation_step >= self.diffusion.n_steps:
+        if name == "unigem" and self.objective.unigem.nucleation_step >= self.diffusion.n_steps:
             raise ValueError(f"objective.unigem.nucleation_step ({self.objective.unigem.nucleation_step}) must be "
                              f"below diffusion.n_steps ({self.diffusion.n_steps})")
         if vector != (self.objective.name == "fokker_planck"):

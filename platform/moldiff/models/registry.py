@@ -26,6 +26,11 @@ def build_model(cfg: ExperimentConfig, sigma_data: float = 1.0, state_dim: int =
     ``state_dim`` is their dimension (from the dataset)."""
     if cfg.model.backbone == "branched_egnn":
         return build_generator(cfg)
+    if cfg.model.backbone == "painn":
+        from .morered import MoreRedModel
+        m = cfg.model
+        return MoreRedModel(cfg.objective.morered.kind, build_schedule(cfg.diffusion), m.hidden, m.layers, m.n_rbf,
+                            m.cutoff, m.max_atomic_number)
     if cfg.model.backbone in ("mlp", "graph_transformer"):
         from .energy import EnergyModel, ScoreModel
         m, (t_lo, t_hi) = cfg.model, time_interval(cfg)

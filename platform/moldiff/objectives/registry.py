@@ -45,6 +45,10 @@ def build_objective(cfg: ExperimentConfig, dataset_kT: Optional[float] = None, n
     """``dataset_kT``: kT of the training set's manifest, used unless ``objective.psm.kT`` is set;
     ``normalizer``: the property normaliser of the training split (unigem with a property)."""
     name = cfg.objective.name
+    if name == "morered":
+        from .morered import MoreRedObjective
+        mr = cfg.objective.morered
+        return MoreRedObjective(build_schedule(cfg.diffusion), mr.kind, mr.eta, mr.t_max)
     if name == "unigem":
         from .unigem import UniGEMObjective
         u = cfg.objective.unigem

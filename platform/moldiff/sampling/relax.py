@@ -142,10 +142,13 @@ class ContinuousRelaxer:
             k = model.predict_index(graphs).long()
         return k, model.noise(graphs, k)
 
-    def relax(self, molecules: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[RelaxResult]:
+    def relax(self, molecules: Iterable[tuple[np.ndarray, np.ndarray]],
+              keys: Optional[Iterable[int]] = None) -> Iterator[RelaxResult]:
         """``molecules``: (z [n], pos [n, 3]) each, centred or not (they are centred here). Yields one
-        result per input, in the order the molecules finish."""
+        result per input, in the order the molecules finish. ``keys`` (one int per molecule) seed the
+        molecules' noise instead of their positions in the stream (stable across batches and runs)."""
         stream = iter(enumerate(molecules))
+        keys = iter(keys) if keys is not None else None
         active: list[_Slot] = []
         exhausted = False
         s = self.settings
@@ -157,7 +160,8 @@ class ContinuousRelaxer:
                     exhausted = True
                     break
                 p = torch.as_tensor(np.array(pos, dtype=np.float64))
-                active.append(_Slot(i, np.asarray(z), p - p.mean(0), molecule_generator(self.seed, i)))
+                key = next(keys) if keys is not None else i
+                active.append(_Slot(i, np.asarray(z), p - p.mean(0), molecule_generator(self.seed, key)))
             if not active:
                 return
             graphs = self._batch(active)

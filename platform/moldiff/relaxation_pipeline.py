@@ -1,0 +1,283 @@
+"""The sample and evaluate stages of MoreRed runs: relax unstable molecules and judge the result.
+
+    <data.root>/relax-inputs-<key>/          the unstable inputs (made once from the test split)
+    <run_dir>/relaxed/<sampler>_seed<s>/     data.parquet: relaxed positions, steps, convergence flag,
+                                             failure reason, RMSDs, ratio (one row per input)
+
+The relaxation is a Ray Data pipeline: ``read_parquet(inputs).map_batches(RelaxBatch, compute=
+ActorPoolStrategy(size=num_actors))``, streamed back and written as it arrives, where every actor holds one model replica and relaxes its
+batches by continuous batching (``sampling.relax``). Every input comes back exactly once: a
+molecule that diverges or hits the step cap is a row with ``failed`` set and ratio inf for
+divergence, never dropped.
+
+Metrics (per sampler, mean ± std over sampling seeds): the median RMSD ratio (relaxed-to-target over
+input-to-target, each after Kabsch alignment, all atoms), the failure fraction (ratio > 1), the
+median RMSD after relaxation, median steps and the converged fraction, overall and per kind of
+input (etkdg, diffusion<step>, thermal). The comparison column is doing nothing: ratio 1, the
+inputs' own RMSD.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .atomic import replace_directory, temp_sibling, write_text as write_text_atomic
+from .config import ExperimentConfig
+from .data.sources import PreparedData
+from .data.store import Manifest, dataset_exists, read_dataset, write_dataset
+
+RELAXED_SCHEMA = pa.schema([
+    ("id", pa.string()), ("target_id", pa.string()), ("kind", pa.string()), ("level", pa.float64()),
+    ("z", pa.list_(pa.int16())), ("pos", pa.list_(pa.float32())), ("n_steps", pa.int64()), ("converged", pa.bool_()),
+    ("failed", pa.string()), ("first_index", pa.int64()), ("input_rmsd", pa.float64()), ("rmsd_after", pa.float64()),
+    ("ratio", pa.float64())])
+RESULT_STATS = ("median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction")
+
+
+def inputs_path(cfg: ExperimentConfig, data: PreparedData) -> Path:
+    spec = {"test": data.reference_manifest.name, "selection": data.reference_manifest.generator.get("selection"),
+            "inputs": cfg.relaxation.inputs.model_dump(mode="json"), "n_steps": cfg.diffusion.n_steps}
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.data.root).expanduser().resolve() / f"relax-inputs-{key}"
+
+
+def prepare_inputs(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] = print) -> Path:
+    from .data.relaxation_inputs import PerturbationSettings, build_inputs
+
+    path = inputs_path(cfg, data)
+    if dataset_exists(path):
+        log(f"[relax] using cached inputs {path}")
+        return path
+    ri = cfg.relaxation.inputs
+    test, manifest = read_dataset(data.reference, validate=False)
+    if ri.n_molecules is not None:
+        test = test.slice(0, ri.n_molecules)
+    settings = PerturbationSettings(kinds=tuple(ri.kinds), diffusion_steps=tuple(ri.diffusion_steps),
+                                    n_steps=cfg.diffusion.n_steps, thermal_K=ri.thermal_K,
+                                    thermal_steps=ri.thermal_steps, seed=ri.seed)
+    t0 = time.time()
+    table, info = build_inputs(test, settings, log=log)
+    write_dataset(path, table, Manifest(name=path.name, source="relaxation-inputs", units={"length": "Angstrom"},
+                                        level_of_theory=f"perturbed {manifest.level_of_theory} geometries",
+                                        generator={**info, "from": str(data.reference), "seconds": round(time.time() - t0, 1)}))
+    log(f"[relax] wrote {path} ({table.num_rows} inputs from {test.num_rows} molecules, {time.time() - t0:.0f}s)")
+    return path
+
+
+def _checkpoint_dir(path: str) -> str:
+    p = Path(path).expanduser()
+    return str(p / "checkpoints" / "final") if (p / "checkpoints" / "final").is_dir() else str(p)
+
+
+class RelaxBatch:
+    """A Ray Data actor: one model replica, relaxing each batch of input rows by continuous batching."""
+
+    def __init__(self, noise_dir: str, time_dir, sampler: str, settings: dict, slots: int, seed: int,
+                 torch_threads: int, use_ema: bool):
+        import torch
+
+        from .models.morered import Relaxer
+        from .sampling.relax import RelaxSettings
+        from .train.checkpoint import load_model
+
+        torch.set_num_threads(torch_threads)
+        noise = load_model(noise_dir, use_ema=use_ema)[0].double()
+        time_model = load_model(time_dir, use_ema=use_ema)[0].double() if time_dir else None
+        self.relaxer_model = Relaxer(noise, time_model)
+        self.settings, self.slots, self.seed, self.done = RelaxSettings(sampler, **settings), slots, seed, 0
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from .data.store import positions
+        from .metrics.relaxation import kabsch_rmsd
+        from .sampling.relax import ContinuousRelaxer
+
+        t0 = time.time()
+        ids = batch.column("id").to_pylist()
+        zs = [np.asarray(z) for z in batch.column("z").to_pylist()]
+        starts, targets = positions(batch), positions(batch, "target")
+        keys = [int(hashlib.sha256(i.encode()).hexdigest()[:12], 16) for i in ids]
+        relaxer = ContinuousRelaxer(self.relaxer_model, self.settings, self.slots, self.seed)
+        results = sorted(relaxer.relax(zip(zs, starts), keys), key=lambda r: r.index)
+        rmsd_after = [kabsch_rmsd(r.pos, targets[r.index]) if not r.failed == "nonfinite" else float("inf") for r in results]
+        input_rmsd = batch.column("input_rmsd").to_numpy()
+        ratio = [a / b if b > 1e-8 else float("nan") for a, b in zip(rmsd_after, input_rmsd)]
+        self.done += len(results)
+        print(f"[relax {self.settings.sampler}] {len(results)} molecules in {time.time() - t0:.0f}s "
+              f"({relaxer.model_steps} batched steps; {self.done} done by this actor)", flush=True)
+        flat = pa.array(np.concatenate([r.pos.reshape(-1) for r in results]).astype(np.float32))
+        offsets = pa.array(np.concatenate([[0], np.cumsum([r.pos.size for r in results])]).astype(np.int32))
+        return pa.table({
+            "id": ids, "target_id": batch.column("target_id"), "kind": batch.column("kind"),
+            "level": batch.column("level"), "z": batch.column("z"),
+            "pos": pa.ListArray.from_arrays(offsets, flat),
+            "n_steps": [r.n_steps for r in results], "converged": [r.converged for r in results],
+            "failed": [r.failed for r in results], "first_index": [r.first_index for r in results],
+            "input_rmsd": input_rmsd, "rmsd_after": rmsd_after, "ratio": ratio})
+
+
+def relaxed_path(run_dir: Path, sampler: str, seed: int) -> Path:
+    return run_dir / "relaxed" / f"{sampler}_seed{seed}"
+
+
+def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, run_dir: Path,
+                 log: Callable[[str], None] = print) -> None:
+    import ray
+
+    kind, rx = cfg.objective.morered.kind, cfg.relaxation
+    if kind == "time":
+        log("[relax] a time predictor relaxes nothing on its own (point relaxation.time_run of a noise model's "
+            "run at it); skipping")
+        return
+    inputs = prepare_inputs(cfg, data, log)
+    n_inputs = read_dataset(inputs, validate=False)[1].n_molecules
+    for sampler in rx.samplers:
+        if sampler == "jt" and kind != "joint":
+            raise ValueError(f"relaxation.samplers: jt needs objective.morered.kind joint (this run is {kind})")
+        time_dir = None
+        if sampler in ("itp", "as") and kind == "noise":
+            if rx.time_run is None:
+                raise ValueError(f"relaxation.samplers: {sampler} with a noise model needs relaxation.time_run")
+            time_dir = _checkpoint_dir(rx.time_run)
+        for seed in rx.seeds:
+            out = relaxed_path(run_dir, sampler, seed)
+            log(f"[relax] {sampler}, seed {seed}: {n_inputs} inputs on {rx.num_actors} actor(s), {rx.slots} slots each")
+            t0 = time.time()
+            settings = {"max_steps": rx.max_steps, "k_min": rx.k_min}
+            # read before the actors start: once they hold every CPU, Ray Data's read tasks would wait
+            # forever; the relaxed blocks stream back to this driver, which writes them
+            blocks = min(n_inputs, 4 * rx.num_actors)      # enough blocks to keep every actor busy
+            ds = ray.data.read_parquet(str(inputs / "data.parquet")).repartition(blocks).materialize().map_batches(
+                RelaxBatch, batch_format="pyarrow", batch_size=max(rx.slots, -(-n_inputs // blocks)),
+                compute=ray.data.ActorPoolStrategy(size=rx.num_actors), num_cpus=cfg.ray.cpus_per_actor,
+                fn_constructor_kwargs={"noise_dir": str(checkpoint), "time_dir": time_dir, "sampler": sampler,
+                                       "settings": settings, "slots": rx.slots, "seed": seed,
+                                       "torch_threads": cfg.ray.torch_threads, "use_ema": cfg.sampling.use_ema})
+            tmp = temp_sibling(out)
+            tmp.mkdir(parents=True)
+            try:
+                with pq.ParquetWriter(tmp / "data.parquet", RELAXED_SCHEMA) as writer:
+                    for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                        writer.write_table(block.cast(RELAXED_SCHEMA))
+                replace_directory(tmp, out)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            got = pq.read_table(out).num_rows
+            if got != n_inputs:
+                raise RuntimeError(f"{out}: {got} relaxed rows for {n_inputs} inputs")
+            log(f"[relax] {sampler}, seed {seed}: wrote {out} ({got} rows, {time.time() - t0:.0f}s)")
+
+
+def _stats(rows: pa.Table) -> dict:
+    from .metrics.relaxation import summarize
+
+    ratio = rows.column("ratio").to_numpy(zero_copy_only=False)
+    s = summarize(ratio, rows.column("rmsd_after").to_numpy(zero_copy_only=False),
+                  rows.column("n_steps").to_numpy(zero_copy_only=False), rows.column("converged").to_numpy(zero_copy_only=False))
+    return {k: s[k] for k in RESULT_STATS}
+
+
+TIME_CHECK_INDICES = (0, 10, 50, 100, 250, 500, 900)
+
+
+def time_prediction_errors(model, table: pa.Table, seed: int = 0) -> dict[str, float]:
+    """Mean |k_hat - k| of the time predictor on molecules diffused to known indices k."""
+    import torch
+
+    from .data.batch import collate_arrow
+    from .diffusion.process import centred_noise, per_atom, remove_mean
+
+    graphs = collate_arrow(table, dtype=torch.float64)
+    x0 = remove_mean(graphs.pos, graphs.batch, graphs.n_atoms)
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    with torch.no_grad():
+        for k in TIME_CHECK_INDICES:
+            abar = model.schedule.alpha2[k + 1].to(torch.float64)
+            xk = abar.sqrt() * x0 + (1 - abar).sqrt() * centred_noise(graphs, gen)
+            k_hat = model.index_from_time(model(graphs.with_pos(xk))["time"], graphs)
+            out[f"time_abs_error_k{k}"] = float((k_hat - k).abs().double().mean())
+    return out
+
+
+def evaluate_time_model(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log) -> dict:
+    from .evaluation import summary
+    from .train.checkpoint import load_model
+
+    model = load_model(run_dir / "checkpoints" / "final", use_ema=cfg.sampling.use_ema)[0].double()
+    table, _ = read_dataset(data.validation, validate=False)
+    table = table.slice(0, 500)
+    errors = {s: time_prediction_errors(model, table, s) for s in cfg.relaxation.seeds}
+    names = list(errors[cfg.relaxation.seeds[0]])
+    metrics = {"experiment": cfg.name, "variant": cfg.variant, "seeds": list(cfg.relaxation.seeds),
+               "n_samples": table.num_rows, "n_reference": table.num_rows, "n_noise_floor_set": table.num_rows,
+               "n_train": data.train_manifest.n_molecules,
+               "reference_split": "validation molecules diffused to known indices k; comparison: predicting k = T/2",
+               "units": {"time_abs_error": "steps"},
+               "metrics": {m: summary([errors[s][m] for s in errors]) for m in names},
+               "noise_floor": {m: summary([abs(cfg.diffusion.n_steps / 2 - int(m.rsplit("k", 1)[1]))]) for m in names},
+               "train_set": {m: 0.0 for m in names}}
+    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    log("[evaluate] time predictor, mean |k_hat - k|: " + ", ".join(
+        f"k={m.rsplit('k', 1)[1]} {metrics['metrics'][m]['mean']:.1f}" for m in names))
+    return metrics
+
+
+def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log: Callable[[str], None] = print) -> dict:
+    from .evaluation import summary
+
+    if cfg.objective.morered.kind == "time":
+        return evaluate_time_model(cfg, data, run_dir, log)
+    rx = cfg.relaxation
+    per_seed: dict[int, dict] = {s: {} for s in rx.seeds}
+    floor: dict[str, float] = {}
+    n_inputs = 0
+    for sampler in rx.samplers:
+        for seed in rx.seeds:
+            path = relaxed_path(run_dir, sampler, seed)
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no relaxed molecules; run the 'sample' stage first")
+            rows = pq.read_table(path)
+            n_inputs = rows.num_rows
+            labels = [k if k != "diffusion" else f"diffusion{int(v)}" for k, v in
+                      zip(rows.column("kind").to_pylist(), rows.column("level").to_pylist())]
+            groups = {"all": np.arange(rows.num_rows)}
+            for label in sorted(set(labels)):
+                groups[label] = np.flatnonzero(np.array(labels) == label)
+            for group, idx in groups.items():
+                sub = rows.take(pa.array(idx))
+                for stat, value in _stats(sub).items():
+                    per_seed[seed][f"{sampler}_{group}_{stat}"] = value
+                inputs = sub.column("input_rmsd").to_numpy()
+                floor.update({f"{sampler}_{group}_median_ratio": 1.0, f"{sampler}_{group}_failure_fraction": 0.0,
+                              f"{sampler}_{group}_median_rmsd_after": float(np.median(inputs)),
+                              f"{sampler}_{group}_median_steps": 0.0, f"{sampler}_{group}_converged_fraction": 0.0})
+            s = per_seed[seed]
+            log(f"[evaluate] {sampler} seed {seed}: median ratio {s[f'{sampler}_all_median_ratio']:.3f}, failures "
+                f"{s[f'{sampler}_all_failure_fraction']:.3f}, median RMSD {s[f'{sampler}_all_median_rmsd_after']:.3f} A, "
+                f"median steps {s[f'{sampler}_all_median_steps']:.0f}")
+    names = list(per_seed[rx.seeds[0]])
+    metrics = {
+        "experiment": cfg.name, "variant": cfg.variant, "seeds": list(rx.seeds), "n_samples": n_inputs,
+        "n_reference": n_inputs, "n_noise_floor_set": n_inputs, "n_train": data.train_manifest.n_molecules,
+        "reference_split": "unstable inputs made from QM9 test molecules; targets are their DFT geometries; "
+                           "comparison column: no relaxation (ratio 1, the inputs' own RMSD)",
+        "units": {"rmsd": "Angstrom"},
+        "metrics": {m: summary([per_seed[s][m] for s in rx.seeds]) for m in names},
+        "noise_floor": {m: summary([floor[m]]) for m in names},
+        "train_set": {m: floor[m] for m in names},
+    }
+    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    lines = ["| metric | relaxed (mean ± std over seeds) | no relaxation |", "|---|---|---|"]
+    lines += [f"| {m} | {metrics['metrics'][m]['mean']:.4f} ± {metrics['metrics'][m]['std']:.4f} | {floor[m]:.4f} |"
+              for m in names]
+    write_text_atomic(run_dir / "results.md", f"# {cfg.name}\n\n{cfg.description}\n\n{n_inputs} inputs per sampler "
+                      f"and seed.\n\n" + "\n".join(lines) + "\n")
+    return metrics
