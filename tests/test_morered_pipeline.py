@@ -63,8 +63,28 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
     assert saved["noise_floor"]["itp_all_median_ratio"]["mean"] == 1.0
 
 
+def test_force_field_baseline_and_mmff_relax_the_same_inputs(ray_session, tmp_path):
+    cfg = tiny_morered(tmp_path, "ff", "joint", **{
+        "objective.name": "force_field", "data.qm9.gfn2_labels": "{n_molecules: 6, n_perturbed: 1}",
+        "relaxation.samplers": "[fire, mmff]", "relaxation.max_steps": 30, "training.epochs": 2})
+    metrics = run_experiment(cfg, command="pytest", log=lambda m: None)
+    meta = json.loads((cfg.run_dir / "checkpoints/final/meta.json").read_text())
+    assert meta["config"]["objective"]["name"] == "force_field"
+    for sampler in ("fire", "mmff"):
+        rows = pq.read_table(cfg.run_dir / f"relaxed/{sampler}_seed0")
+        assert rows.num_rows == 9 and (rows.column("n_steps").to_numpy() <= 30).all()
+        assert f"{sampler}_all_median_ratio" in metrics["metrics"]
+    # MMFF relaxes diffusion-perturbed DFT geometries back toward them (the graph comes from the target)
+    mmff = pq.read_table(cfg.run_dir / "relaxed/mmff_seed0").to_pandas()
+    assert (mmff[mmff.kind == "diffusion"].ratio < 1).mean() >= 0.5
+
+
 def test_morered_configs_fail_early(tmp_path):
     with pytest.raises(ConfigError, match="painn needs model.cutoff"):
         tiny_morered(tmp_path, "x", "joint", **{"model.cutoff": "null"})
-    with pytest.raises(ConfigError, match="objective.name morered and model.backbone painn"):
+    with pytest.raises(ConfigError, match="force_field trains on data.qm9.gfn2_labels"):
+        tiny_morered(tmp_path, "x", "joint", **{"objective.name": "force_field"})
+    with pytest.raises(ConfigError, match=r"samplers \['fire'\] do not fit objective morered"):
+        tiny_morered(tmp_path, "x", "joint", **{"relaxation.samplers": "[fire]"})
+    with pytest.raises(ConfigError, match="objective.name morered / force_field and model.backbone painn"):
         tiny_morered(tmp_path, "x", "joint", **{"model.backbone": "egnn"})

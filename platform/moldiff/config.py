@@ -124,6 +124,17 @@ class ParquetSource(_Section):
     path: str
 
 
+class GFN2LabelsConfig(_Section):
+    """GFN2-xTB (tblite) labels for a force field: each of the first ``n_molecules`` training molecules
+    plus ``n_perturbed`` copies displaced by forward diffusion to a random step in [k_lo, k_hi]."""
+
+    n_molecules: int = Field(2000, ge=1)
+    n_perturbed: int = Field(4, ge=0)
+    k_lo: int = Field(5, ge=1)
+    k_hi: int = Field(100, ge=1, description="beyond ~100 of 1000 steps atoms collide and GFN2 forces explode")
+    seed: int = 0
+
+
 class QM9Source(_Section):
     """Real QM9 from the qm9pack wheel (or CSVs in its layout), split train / val / test in EDM's
     proportions by a seeded permutation; filters and caps apply after the split."""
@@ -137,6 +148,9 @@ class QM9Source(_Section):
     n_train: Optional[int] = Field(None, ge=1, description="cap on training molecules; null = all selected")
     n_val: Optional[int] = Field(None, ge=1, description="cap on validation molecules")
     n_test: Optional[int] = Field(None, ge=1, description="cap on test molecules (the reference of the metrics)")
+    gfn2_labels: Optional[GFN2LabelsConfig] = Field(
+        None, description="train on GFN2-xTB energies and forces of training molecules and displaced copies "
+        "(the force-field baseline); null = the DFT geometries alone")
 
 
 class TrainSetConfig(_Section):
@@ -314,6 +328,13 @@ class UniGEMConfig(_Section):
     prop_loss: Literal["l1", "l2"] = Field("l1", description="l1 on MAD-normalised labels (code) or l2 (paper Eq. 4)")
 
 
+class ForceFieldConfig(_Section):
+    """Energy and force matching (objective.name: force_field), the relaxation benchmark's baseline."""
+
+    energy_weight: float = Field(0.01, ge=0)
+    force_weight: float = Field(0.99, ge=0)
+
+
 class MoreRedConfig(_Section):
     """MoreRed's networks (objective.name: morered): the DDPM noise model, the time predictor, or both
     heads on one network (JT)."""
@@ -326,15 +347,17 @@ class MoreRedConfig(_Section):
 
 
 class ObjectiveConfig(_Section):
-    name: Literal["dsm", "psm", "fokker_planck", "unigem", "morered"] = Field(
+    name: Literal["dsm", "psm", "fokker_planck", "unigem", "morered", "force_field"] = Field(
         "dsm", description="dsm: w = 0; psm: force weight from objective.psm; fokker_planck: DSM + alpha FP "
         "on state vectors (objective.fokker_planck); unigem: QM9 generation and property prediction "
         "(objective.unigem); morered: relaxation by reverse diffusion with time-step prediction "
-        "(objective.morered)")
+        "(objective.morered); force_field: energy and force matching on GFN2-xTB labels (the relaxation "
+        "baseline, objective.force_field)")
     psm: PSMConfig = PSMConfig()
     fokker_planck: FokkerPlanckConfig = FokkerPlanckConfig()
     unigem: UniGEMConfig = UniGEMConfig()
     morered: MoreRedConfig = MoreRedConfig()
+    force_field: ForceFieldConfig = ForceFieldConfig()
 
     @property
     def variant(self) -> str:
@@ -345,6 +368,8 @@ class ObjectiveConfig(_Section):
             return self.unigem.mode
         if self.name == "morered":
             return f"morered_{self.morered.kind}"
+        if self.name == "force_field":
+            return "force_field"
         return "dsm" if self.name == "dsm" else self.psm.weighting
 
 
@@ -464,9 +489,11 @@ class RelaxationInputsConfig(_Section):
 class RelaxationConfig(_Section):
     """MoreRed relaxation of unstable molecules (objective.name: morered)."""
 
-    samplers: list[Literal["itp", "as", "jt", "ddpm"]] = Field(
-        default_factory=lambda: ["jt"], min_length=1, description="jt needs a joint model; itp / as a noise model "
-        "plus time_run")
+    samplers: list[Literal["itp", "as", "jt", "ddpm", "fire", "mmff"]] = Field(
+        default_factory=lambda: ["jt"], min_length=1, description="MoreRed: jt needs a joint model, itp / as a noise "
+        "model plus time_run; force field: fire (batched FIRE on the learned forces); mmff: RDKit MMFF94, the "
+        "classical reference (needs no model)")
+    fmax: float = Field(0.005, gt=0, description="fire: convergence on the largest force (eV/A; the paper's 5 meV/A)")
     time_run: Optional[str] = Field(None, description="run directory (or checkpoint directory) of a trained time "
                                     "predictor (objective.morered.kind: time), for itp / as")
     max_steps: int = Field(1000, ge=1)
@@ -533,14 +560,21 @@ class ExperimentConfig(_Section):
             raise ValueError("model.backbone graph_transformer needs particles (3-D coordinates); "
                              "Müller-Brown states are 2-D points: use mlp")
         qm9_like = self.data.source == "qm9"
-        pairs = {"unigem": "branched_egnn", "morered": "painn"}
+        pairs = {"unigem": "branched_egnn", "morered": "painn", "force_field": "painn"}
         name, backbone = self.objective.name, self.model.backbone
         if qm9_like != (name in pairs) or (name in pairs and backbone != pairs[name]) or \
                 (backbone in pairs.values() and pairs.get(name) != backbone):
             raise ValueError("QM9 (data.source qm9) goes with objective.name unigem and model.backbone branched_egnn, "
-                             "or objective.name morered and model.backbone painn, and only with them; got source "
-                             f"'{self.data.source}', objective '{name}', backbone '{backbone}'")
-        if qm9_like and self.diffusion.process != "polynomial":
+                             "or objective.name morered / force_field and model.backbone painn, and only with them; "
+                             f"got source '{self.data.source}', objective '{name}', backbone '{backbone}'")
+        if (name == "force_field") != (qm9_like and self.data.qm9.gfn2_labels is not None):
+            raise ValueError("objective.name force_field trains on data.qm9.gfn2_labels, which only it uses")
+        bad = [s for s in self.relaxation.samplers if s != "mmff" and
+               (s == "fire") != (name == "force_field")]
+        if name in ("morered", "force_field") and bad:
+            raise ValueError(f"relaxation.samplers {bad} do not fit objective {name} (morered: itp, as, jt, ddpm; "
+                             "force_field: fire; either: mmff)")
+        if name in ("unigem", "morered") and self.diffusion.process != "polynomial":
             raise ValueError(f"objective {name} samples with the discrete ancestral sampler: set diffusion.process: "
                              "polynomial")
         if name == "unigem" and self.objective.unigem.nucleation_step >= self.diffusion.n_steps:

@@ -119,7 +119,7 @@ def run_experiment(cfg: ExperimentConfig, stages: Iterable[str] = STAGES, comman
             final = train_experts(cfg, data, log) if cfg.experts else train(cfg, data, log)
     if cfg.data.is_vector_system:     # state vectors (iid + simulation), de novo molecules (QM9), or conformers
         from .state_pipeline import evaluate_stage as evaluate, sample_stage as sample
-    elif cfg.objective.name == "morered":
+    elif cfg.objective.name in ("morered", "force_field"):
         from .relaxation_pipeline import evaluate_stage as evaluate, sample_stage as sample
     elif cfg.data.source == "qm9":
         from .generation_pipeline import evaluate_stage as evaluate, sample_stage as sample

@@ -1,4 +1,7 @@
-"""The sample and evaluate stages of MoreRed runs: relax unstable molecules and judge the result.
+"""The sample and evaluate stages of relaxation runs (MoreRed, and the force-field baseline):
+relax unstable molecules and judge the result. ``relaxation.samplers`` picks the methods: MoreRed's
+itp / as / jt / ddpm, ``fire`` (batched FIRE on a learned force field) and ``mmff`` (RDKit MMFF94,
+the classical reference, needs no model), all on the same inputs.
 
     <data.root>/relax-inputs-<key>/          the unstable inputs (made once from the test split)
     <run_dir>/relaxed/<sampler>_seed<s>/     data.parquet: relaxed positions, steps, convergence flag,
@@ -77,49 +80,100 @@ def _checkpoint_dir(path: str) -> str:
     return str(p / "checkpoints" / "final") if (p / "checkpoints" / "final").is_dir() else str(p)
 
 
-class RelaxBatch:
-    """A Ray Data actor: one model replica, relaxing each batch of input rows by continuous batching."""
+MORERED_SAMPLERS = ("itp", "as", "jt", "ddpm")
 
-    def __init__(self, noise_dir: str, time_dir, sampler: str, settings: dict, slots: int, seed: int,
+
+class RelaxBatch:
+    """A Ray Data actor: one model replica (none for mmff), relaxing each batch of input rows with
+    one method: a MoreRed sampler (continuous batching), batched FIRE on a learned force field, or
+    RDKit MMFF94 one molecule at a time."""
+
+    def __init__(self, sampler: str, model_dir, time_dir, settings: dict, slots: int, seed: int,
                  torch_threads: int, use_ema: bool):
         import torch
 
-        from .models.morered import Relaxer
-        from .sampling.relax import RelaxSettings
         from .train.checkpoint import load_model
 
         torch.set_num_threads(torch_threads)
-        noise = load_model(noise_dir, use_ema=use_ema)[0].double()
-        time_model = load_model(time_dir, use_ema=use_ema)[0].double() if time_dir else None
-        self.relaxer_model = Relaxer(noise, time_model)
-        self.settings, self.slots, self.seed, self.done = RelaxSettings(sampler, **settings), slots, seed, 0
+        self.sampler, self.settings, self.slots, self.seed, self.done = sampler, settings, slots, seed, 0
+        if sampler in MORERED_SAMPLERS:
+            from .models.morered import Relaxer
+            noise = load_model(model_dir, use_ema=use_ema)[0].double()
+            time_model = load_model(time_dir, use_ema=use_ema)[0].double() if time_dir else None
+            self.model = Relaxer(noise, time_model)
+        elif sampler == "fire":
+            self.model = load_model(model_dir, use_ema=use_ema)[0].double()
+
+    def _morered(self, ids, zs, starts, targets) -> list[tuple]:
+        from .sampling.relax import ContinuousRelaxer, RelaxSettings
+
+        keys = [int(hashlib.sha256(i.encode()).hexdigest()[:12], 16) for i in ids]
+        relaxer = ContinuousRelaxer(self.model, RelaxSettings(self.sampler, self.settings["max_steps"],
+                                                              self.settings["k_min"]), self.slots, self.seed)
+        results = sorted(relaxer.relax(zip(zs, starts), keys), key=lambda r: r.index)
+        return [(r.pos, r.n_steps, r.converged, r.failed, r.first_index) for r in results]
+
+    def _fire(self, ids, zs, starts, targets) -> list[tuple]:
+        import torch
+
+        from .data.batch import from_arrays
+        from .sampling.fire import FireSettings, fire_relax
+
+        out = []
+        settings = FireSettings(fmax=self.settings["fmax"], max_steps=self.settings["max_steps"])
+        for lo in range(0, len(zs), self.slots):
+            chunk = slice(lo, lo + self.slots)
+            graphs = from_arrays(np.concatenate(zs[chunk]), np.concatenate(starts[chunk]),
+                                 np.array([len(z) for z in zs[chunk]]), dtype=torch.float64)
+
+            def forces(pos, active_atoms):        # the learned force field, on the molecules still moving
+                molecules = torch.unique(graphs.batch[active_atoms])
+                sub = graphs.with_pos(pos).select(molecules)
+                f = torch.zeros_like(pos)
+                f[active_atoms] = self.model.energy_and_forces(sub)[1].detach()
+                return f
+            res = fire_relax(forces, graphs.pos, graphs.batch, graphs.n_atoms, settings)
+            bounds = np.concatenate([[0], np.cumsum(graphs.n_atoms.numpy())])
+            for j in range(graphs.num_graphs):
+                steps, done = int(res.n_steps[j]), bool(res.converged[j])
+                failed = "" if done else ("step_cap" if steps >= settings.max_steps else "nonfinite")
+                out.append((res.pos[bounds[j]:bounds[j + 1]].numpy(), steps, done, failed, -1))
+        return out
+
+    def _mmff(self, ids, zs, starts, targets) -> list[tuple]:
+        from .sampling.classical import mmff_relax
+
+        out = []
+        for z, start, target in zip(zs, starts, targets):
+            r = mmff_relax(z, start, target, max_iters=self.settings["max_steps"])
+            out.append((r.pos, r.n_steps, r.converged, r.failed, -1))
+        return out
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from .data.store import positions
         from .metrics.relaxation import kabsch_rmsd
-        from .sampling.relax import ContinuousRelaxer
 
         t0 = time.time()
         ids = batch.column("id").to_pylist()
         zs = [np.asarray(z) for z in batch.column("z").to_pylist()]
         starts, targets = positions(batch), positions(batch, "target")
-        keys = [int(hashlib.sha256(i.encode()).hexdigest()[:12], 16) for i in ids]
-        relaxer = ContinuousRelaxer(self.relaxer_model, self.settings, self.slots, self.seed)
-        results = sorted(relaxer.relax(zip(zs, starts), keys), key=lambda r: r.index)
-        rmsd_after = [kabsch_rmsd(r.pos, targets[r.index]) if not r.failed == "nonfinite" else float("inf") for r in results]
+        relax = self._fire if self.sampler == "fire" else self._mmff if self.sampler == "mmff" else self._morered
+        results = relax(ids, zs, starts, targets)
+        rmsd_after = [kabsch_rmsd(pos, target) if failed != "nonfinite" else float("inf")
+                      for (pos, _, _, failed, _), target in zip(results, targets)]
         input_rmsd = batch.column("input_rmsd").to_numpy()
         ratio = [a / b if b > 1e-8 else float("nan") for a, b in zip(rmsd_after, input_rmsd)]
         self.done += len(results)
-        print(f"[relax {self.settings.sampler}] {len(results)} molecules in {time.time() - t0:.0f}s "
-              f"({relaxer.model_steps} batched steps; {self.done} done by this actor)", flush=True)
-        flat = pa.array(np.concatenate([r.pos.reshape(-1) for r in results]).astype(np.float32))
-        offsets = pa.array(np.concatenate([[0], np.cumsum([r.pos.size for r in results])]).astype(np.int32))
+        print(f"[relax {self.sampler}] {len(results)} molecules in {time.time() - t0:.0f}s "
+              f"({self.done} done by this actor)", flush=True)
+        flat = pa.array(np.concatenate([r[0].reshape(-1) for r in results]).astype(np.float32))
+        offsets = pa.array(np.concatenate([[0], np.cumsum([r[0].size for r in results])]).astype(np.int32))
         return pa.table({
             "id": ids, "target_id": batch.column("target_id"), "kind": batch.column("kind"),
             "level": batch.column("level"), "z": batch.column("z"),
             "pos": pa.ListArray.from_arrays(offsets, flat),
-            "n_steps": [r.n_steps for r in results], "converged": [r.converged for r in results],
-            "failed": [r.failed for r in results], "first_index": [r.first_index for r in results],
+            "n_steps": [r[1] for r in results], "converged": [r[2] for r in results],
+            "failed": [r[3] for r in results], "first_index": [r[4] for r in results],
             "input_rmsd": input_rmsd, "rmsd_after": rmsd_after, "ratio": ratio})
 
 
@@ -131,7 +185,8 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
                  log: Callable[[str], None] = print) -> None:
     import ray
 
-    kind, rx = cfg.objective.morered.kind, cfg.relaxation
+    rx = cfg.relaxation
+    kind = cfg.objective.morered.kind if cfg.objective.name == "morered" else None
     if kind == "time":
         log("[relax] a time predictor relaxes nothing on its own (point relaxation.time_run of a noise model's "
             "run at it); skipping")
@@ -146,18 +201,19 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
             if rx.time_run is None:
                 raise ValueError(f"relaxation.samplers: {sampler} with a noise model needs relaxation.time_run")
             time_dir = _checkpoint_dir(rx.time_run)
+        model_dir = None if sampler == "mmff" else str(checkpoint)
         for seed in rx.seeds:
             out = relaxed_path(run_dir, sampler, seed)
             log(f"[relax] {sampler}, seed {seed}: {n_inputs} inputs on {rx.num_actors} actor(s), {rx.slots} slots each")
             t0 = time.time()
-            settings = {"max_steps": rx.max_steps, "k_min": rx.k_min}
+            settings = {"max_steps": rx.max_steps, "k_min": rx.k_min, "fmax": rx.fmax}
             # read before the actors start: once they hold every CPU, Ray Data's read tasks would wait
             # forever; the relaxed blocks stream back to this driver, which writes them
             blocks = min(n_inputs, 4 * rx.num_actors)      # enough blocks to keep every actor busy
             ds = ray.data.read_parquet(str(inputs / "data.parquet")).repartition(blocks).materialize().map_batches(
                 RelaxBatch, batch_format="pyarrow", batch_size=max(rx.slots, -(-n_inputs // blocks)),
                 compute=ray.data.ActorPoolStrategy(size=rx.num_actors), num_cpus=cfg.ray.cpus_per_actor,
-                fn_constructor_kwargs={"noise_dir": str(checkpoint), "time_dir": time_dir, "sampler": sampler,
+                fn_constructor_kwargs={"model_dir": model_dir, "time_dir": time_dir, "sampler": sampler,
                                        "settings": settings, "slots": rx.slots, "seed": seed,
                                        "torch_threads": cfg.ray.torch_threads, "use_ema": cfg.sampling.use_ema})
             tmp = temp_sibling(out)
@@ -233,7 +289,7 @@ def evaluate_time_model(cfg: ExperimentConfig, data: PreparedData, run_dir: Path
 def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log: Callable[[str], None] = print) -> dict:
     from .evaluation import summary
 
-    if cfg.objective.morered.kind == "time":
+    if cfg.objective.name == "morered" and cfg.objective.morered.kind == "time":
         return evaluate_time_model(cfg, data, run_dir, log)
     rx = cfg.relaxation
     per_seed: dict[int, dict] = {s: {} for s in rx.seeds}

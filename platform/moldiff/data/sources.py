@@ -98,7 +98,7 @@ def _prepare_qm9(data: DataConfig, root: Path, log) -> PreparedData:
 
     src = data.qm9
     files = qm9.csvs_in(Path(src.csv_dir).expanduser()) if src.csv_dir else qm9.qm9pack_csvs()
-    sel = qm9.QM9Selection(**src.model_dump(exclude={"csv_dir"}))
+    sel = qm9.QM9Selection(**src.model_dump(exclude={"csv_dir", "gfn2_labels"}))
     key = _key({"files": [_file_fingerprint(f) for f in files], "selection": sel.__dict__})
     name = f"qm9-{key}"
     paths = {split: root / f"{name}-{split}" for split in qm9.SPLITS}
@@ -109,8 +109,28 @@ def _prepare_qm9(data: DataConfig, root: Path, log) -> PreparedData:
                 log(f"[data] wrote {paths[split]} ({manifest.n_molecules} molecules)")
         else:
             log(f"[data] using cached {root / name}-{{train,val,test}}")
-    return PreparedData(paths["train"], paths["test"], read_manifest(paths["train"]), read_manifest(paths["test"]),
+    train = paths["train"]
+    if src.gfn2_labels is not None:
+        train = _gfn2_labelled(paths["train"], src.gfn2_labels, root, log)
+    return PreparedData(train, paths["test"], read_manifest(train), read_manifest(paths["test"]),
                         None, validation=paths["val"])
+
+
+def _gfn2_labelled(stable: Path, labels, root: Path, log) -> Path:
+    """GFN2-xTB energies and forces of the first training molecules and displaced copies (cached)."""
+    from .xtb_labels import LabelSettings, build_labelled
+
+    settings = LabelSettings(**labels.model_dump(exclude={"n_molecules"}))
+    name = f"{stable.name}-gfn2-{_key({'labels': labels.model_dump(mode='json')})}"
+
+    def build():
+        table, manifest = read_dataset(stable, validate=False)
+        labelled = build_labelled(table.slice(0, labels.n_molecules), settings, log=log)
+        return labelled, Manifest(name=name, source="qm9-gfn2-labels", units={"length": "Angstrom", "energy": "eV",
+                                  "forces": "eV/Angstrom"}, level_of_theory="GFN2-xTB (tblite) single points",
+                                  generator={"from": str(stable), "labels": labels.model_dump(mode="json")})
+    _cached(root / name, build, log)
+    return root / name
 
 
 def _prepare_lj(data: DataConfig, root: Path, log) -> PreparedData:

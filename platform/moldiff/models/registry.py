@@ -26,6 +26,10 @@ def build_model(cfg: ExperimentConfig, sigma_data: float = 1.0, state_dim: int =
     ``state_dim`` is their dimension (from the dataset)."""
     if cfg.model.backbone == "branched_egnn":
         return build_generator(cfg)
+    if cfg.model.backbone == "painn" and cfg.objective.name == "force_field":
+        from .force_field import ForceField
+        m = cfg.model
+        return ForceField(m.hidden, m.layers, m.n_rbf, m.cutoff, m.max_atomic_number)
     if cfg.model.backbone == "painn":
         from .morered import MoreRedModel
         m = cfg.model

@@ -45,6 +45,10 @@ def build_objective(cfg: ExperimentConfig, dataset_kT: Optional[float] = None, n
     """``dataset_kT``: kT of the training set's manifest, used unless ``objective.psm.kT`` is set;
     ``normalizer``: the property normaliser of the training split (unigem with a property)."""
     name = cfg.objective.name
+    if name == "force_field":
+        from .force_matching import ForceMatching
+        ff = cfg.objective.force_field
+        return ForceMatching(ff.energy_weight, ff.force_weight)
     if name == "morered":
         from .morered import MoreRedObjective
         mr = cfg.objective.morered

@@ -120,6 +120,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
     vector_system = cfg.data.is_vector_system
     scale = state_scale(cfg, loop_config["sigma_data"])
     model = build_model(cfg, loop_config["sigma_data"], loop_config.get("state_dim", 2))
+    if loop_config.get("element_reference") is not None:       # force fields: fitted before training
+        model.reference.copy_(torch.tensor(loop_config["element_reference"], dtype=torch.float64))
+    # losses that differentiate through autograd.grad (energy models: scores or forces) average
+    # gradients by hand: DDP's hooks support one forward and one backward per step
+    manual_gradients = vector_system or getattr(model, "conservative", False)
     ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
     start_epoch, step, restored = 0, 0, None
     checkpoint = ray.train.get_checkpoint()
@@ -132,11 +137,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
         if ema is not None and weights.get("ema") is not None:
             ema.load_state_dict(weights["ema"])
         start_epoch, step = int(meta["epoch"]), int(meta["step"])
-    # to device; DDP when world > 1, except for state-vector models (gradients averaged by hand)
+    # to device; DDP when world > 1, except for energy models (gradients averaged by hand, see above)
     # a two-branch model leaves one branch unused in batches that lie all on one side of t_n
     ddp_kwargs = {"find_unused_parameters": True} if cfg.model.backbone == "branched_egnn" else None
-    model = ray.train.torch.prepare_model(model, parallel_strategy=None if vector_system else "ddp",
-                                          parallel_strategy_kwargs=ddp_kwargs)
+    model = ray.train.torch.prepare_model(model, parallel_strategy=None if manual_gradients else "ddp",
+                                          parallel_strategy_kwargs=None if manual_gradients else ddp_kwargs)
     core = model.module if hasattr(model, "module") else model
     if ema is not None:
         ema.shadow = {k: v.to(device) for k, v in ema.shadow.items()}
@@ -181,7 +186,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             loss, logs = objective(model, graphs, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if vector_system and world > 1:
+            if manual_gradients and world > 1:
                 _average_gradients(model, world)
             if tc.grad_clip is not None:
                 logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))

@@ -52,6 +52,16 @@ def property_normalizer(cfg: ExperimentConfig, data: PreparedData):
     return PropertyNormalizer.from_values(name, manifest.properties.get(name, ""), table.column(column).to_numpy())
 
 
+def element_reference(cfg: ExperimentConfig, data: PreparedData):
+    """Per-element energies fitted to the training labels (force fields), as a list; else None."""
+    if cfg.objective.name != "force_field":
+        return None
+    from ..models.force_field import element_reference_energies
+    table, _ = read_dataset(data.train, validate=False)
+    return element_reference_energies(table.column("z").to_pylist(), table.column("energy").to_numpy(),
+                                      cfg.model.max_atomic_number).tolist()
+
+
 def storage_path(cfg: ExperimentConfig) -> Path:
     return Path(cfg.ray.storage_path).expanduser().resolve() if cfg.ray.storage_path else cfg.run_dir / "ray"
 
@@ -85,7 +95,8 @@ def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] 
                            "state_dim": data.train_manifest.generator.get("state_dim", 2),
                            "steps_per_epoch": steps_per_epoch, "run_dir": str(cfg.run_dir),
                            "dataset_kT": data.train_manifest.kT,
-                           "property_normalizer": None if normalizer is None else normalizer.to_dict()},
+                           "property_normalizer": None if normalizer is None else normalizer.to_dict(),
+                           "element_reference": element_reference(cfg, data)},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=cfg.ray.use_gpu,
                                                resources_per_worker=resources,
                                                placement_strategy=cfg.ray.placement_strategy),
