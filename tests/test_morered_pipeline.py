@@ -40,7 +40,8 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
     noise = tiny_morered(tmp_path, "noise", "noise", **{"relaxation.samplers": "[itp, as]",
                                                         "relaxation.time_run": str(time_cfg.run_dir)})
     metrics = run_experiment(noise, command="pytest", log=lambda m: None)
-    joint = tiny_morered(tmp_path, "joint", "joint", **{"relaxation.seeds": "[0, 1]"})
+    joint = tiny_morered(tmp_path, "joint", "joint", **{"relaxation.seeds": "[0, 1]",
+                                                        "relaxation.inputs.kinds": "[diffusion, etkdg, prior]"})
     joint_metrics = run_experiment(joint, command="pytest", log=lambda m: None)
     inputs = None
     for cfg, sampler, seeds in ((noise, "itp", [0]), (noise, "as", [0]), (joint, "jt", [0, 1])):
@@ -48,6 +49,7 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
             rows = pq.read_table(cfg.run_dir / f"relaxed/{sampler}_seed{seed}")
             ids = sorted(rows.column("id").to_pylist())
             inputs = inputs or ids
+            ids = [i for i in ids if not i.endswith("-prior")]
             assert ids == inputs and len(ids) == 9           # 3 molecules x (etkdg, diffusion30, diffusion200)
             steps = rows.column("n_steps").to_numpy()
             assert (steps >= 1).all() and (steps <= 12).all()
@@ -59,6 +61,10 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
         for stat in ("median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction"):
             assert f"{sampler}_all_{stat}" in m["metrics"] and f"{sampler}_etkdg_{stat}" in m["metrics"]
     assert len(joint_metrics["metrics"]["jt_all_median_ratio"]["per_seed"]) == 2
+    # noise "relaxed" with the molecule's composition is generation, judged by validity
+    for stat in ("validity", "uniqueness", "novelty", "median_steps"):
+        assert np.isfinite(joint_metrics["metrics"][f"jt_prior_{stat}"]["mean"])
+    assert joint_metrics["noise_floor"]["jt_prior_validity"]["mean"] >= 0.5     # the test molecules themselves
     saved = json.loads((noise.run_dir / "metrics.json").read_text())
     assert saved["noise_floor"]["itp_all_median_ratio"]["mean"] == 1.0
 

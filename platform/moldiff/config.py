@@ -478,8 +478,9 @@ class RelaxationInputsConfig(_Section):
     """Unstable inputs made from the stable test molecules (data.relaxation_inputs)."""
 
     n_molecules: Optional[int] = Field(200, ge=1, description="test molecules perturbed (null = the whole test split)")
-    kinds: list[Literal["etkdg", "diffusion", "thermal"]] = Field(
-        default_factory=lambda: ["etkdg", "diffusion", "thermal"], min_length=1)
+    kinds: list[Literal["etkdg", "diffusion", "thermal", "prior"]] = Field(
+        default_factory=lambda: ["etkdg", "diffusion", "thermal"], min_length=1,
+        description="prior: pure noise with the molecule's composition, i.e. generation (judged by validity)")
     diffusion_steps: list[int] = Field(default_factory=lambda: [50, 150, 250], min_length=1)
     thermal_K: float = Field(1000.0, gt=0, description="temperature of the short GFN2-xTB runs")
     thermal_steps: int = Field(200, ge=1, description="0.5 fs steps of each GFN2-xTB run")

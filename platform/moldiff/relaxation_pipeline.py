@@ -4,8 +4,8 @@ itp / as / jt / ddpm, ``fire`` (batched FIRE on a learned force field) and ``mmf
 the classical reference, needs no model), all on the same inputs.
 
     <data.root>/relax-inputs-<key>/          the unstable inputs (made once from the test split)
-    <run_dir>/relaxed/<sampler>_seed<s>/     data.parquet: relaxed positions, steps, convergence flag,
-                                             failure reason, RMSDs, ratio (one row per input)
+    <run_dir>/relaxed/<sampler>_seed<s>/     data.parquet: relaxed positions and their targets, steps,
+                                             convergence flag, failure reason, RMSDs, ratio (one row per input)
 
 The relaxation is a Ray Data pipeline: ``read_parquet(inputs).map_batches(RelaxBatch, compute=
 ActorPoolStrategy(size=num_actors))``, streamed back and written as it arrives, where every actor holds one model replica and relaxes its
@@ -39,7 +39,8 @@ from .data.store import Manifest, dataset_exists, read_dataset, write_dataset
 
 RELAXED_SCHEMA = pa.schema([
     ("id", pa.string()), ("target_id", pa.string()), ("kind", pa.string()), ("level", pa.float64()),
-    ("z", pa.list_(pa.int16())), ("pos", pa.list_(pa.float32())), ("n_steps", pa.int64()), ("converged", pa.bool_()),
+    ("z", pa.list_(pa.int16())), ("pos", pa.list_(pa.float32())), ("target", pa.list_(pa.float32())),
+    ("n_steps", pa.int64()), ("converged", pa.bool_()),
     ("failed", pa.string()), ("first_index", pa.int64()), ("input_rmsd", pa.float64()), ("rmsd_after", pa.float64()),
     ("ratio", pa.float64())])
 RESULT_STATS = ("median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction")
@@ -171,7 +172,7 @@ class RelaxBatch:
         return pa.table({
             "id": ids, "target_id": batch.column("target_id"), "kind": batch.column("kind"),
             "level": batch.column("level"), "z": batch.column("z"),
-            "pos": pa.ListArray.from_arrays(offsets, flat),
+            "pos": pa.ListArray.from_arrays(offsets, flat), "target": batch.column("target"),
             "n_steps": [r[1] for r in results], "converged": [r[2] for r in results],
             "failed": [r[3] for r in results], "first_index": [r[4] for r in results],
             "input_rmsd": input_rmsd, "rmsd_after": rmsd_after, "ratio": ratio})
@@ -240,6 +241,28 @@ def _stats(rows: pa.Table) -> dict:
     return {k: s[k] for k in RESULT_STATS}
 
 
+def _generation_stats(rows: pa.Table, data: PreparedData, log, use_targets: bool = False) -> dict:
+    """Validity, uniqueness and novelty of molecules generated from noise (MoreRed's Table 1),
+    with the median number of steps the sampler took; ``use_targets``: the same for the test
+    molecules the compositions came from."""
+    from .data.store import positions
+    from .generation_pipeline import training_smiles
+    from .metrics.chemistry import generation_metrics
+
+    structures = positions(rows, "target" if use_targets else "pos")
+    failed = [""] * rows.num_rows if use_targets else rows.column("failed").to_pylist()
+    molecules = [(np.asarray(z), p if f != "nonfinite" else np.full_like(p, np.nan))
+                 for z, p, f in zip(rows.column("z").to_pylist(), structures, failed)]
+    known = training_smiles(data.train, log)
+    g = generation_metrics(molecules, known)
+    steps = rows.column("n_steps").to_numpy(zero_copy_only=False) * (0 if use_targets else 1)
+    converged = rows.column("converged").to_numpy(zero_copy_only=False) | use_targets
+    return {"validity": g["validity"], "uniqueness": g["uniqueness"], "valid_and_unique": g["valid_and_unique"],
+            "novelty": g["novelty"], "molecule_stability": g["molecule_stability"],
+            "median_steps": float(np.median(steps)),
+            "converged_fraction": float(converged.mean())}
+
+
 TIME_CHECK_INDICES = (0, 10, 50, 100, 250, 500, 900)
 
 
@@ -304,9 +327,10 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
             n_inputs = rows.num_rows
             labels = [k if k != "diffusion" else f"diffusion{int(v)}" for k, v in
                       zip(rows.column("kind").to_pylist(), rows.column("level").to_pylist())]
-            groups = {"all": np.arange(rows.num_rows)}
-            for label in sorted(set(labels)):
-                groups[label] = np.flatnonzero(np.array(labels) == label)
+            labels = np.array(labels)
+            groups = {"all": np.flatnonzero(labels != "prior")} if (labels != "prior").any() else {}
+            for label in sorted(set(labels) - {"prior"}):
+                groups[label] = np.flatnonzero(labels == label)
             for group, idx in groups.items():
                 sub = rows.take(pa.array(idx))
                 for stat, value in _stats(sub).items():
@@ -315,7 +339,16 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
                 floor.update({f"{sampler}_{group}_median_ratio": 1.0, f"{sampler}_{group}_failure_fraction": 0.0,
                               f"{sampler}_{group}_median_rmsd_after": float(np.median(inputs)),
                               f"{sampler}_{group}_median_steps": 0.0, f"{sampler}_{group}_converged_fraction": 0.0})
+            if "prior" in labels:                # generation from noise: judged as molecules
+                generated = rows.take(pa.array(np.flatnonzero(labels == "prior")))
+                for stat, value in _generation_stats(generated, data, log).items():
+                    per_seed[seed][f"{sampler}_prior_{stat}"] = value
+                # comparison: the test molecules themselves (the data's own validity and uniqueness)
+                for stat, value in _generation_stats(generated, data, log, use_targets=True).items():
+                    floor[f"{sampler}_prior_{stat}"] = value
             s = per_seed[seed]
+            if "all" not in groups:
+                continue
             log(f"[evaluate] {sampler} seed {seed}: median ratio {s[f'{sampler}_all_median_ratio']:.3f}, failures "
                 f"{s[f'{sampler}_all_failure_fraction']:.3f}, median RMSD {s[f'{sampler}_all_median_rmsd_after']:.3f} A, "
                 f"median steps {s[f'{sampler}_all_median_steps']:.0f}")

@@ -10,7 +10,10 @@ of each copy is the molecule's own DFT geometry, in the same atom order:
                sqrt(1 - abar_s) eps, eps centred), at each of ``diffusion_steps`` (MoreRed's
                synthetic set used s = 250);
   thermal      the last frame of a short GFN2-xTB Langevin run (tblite) at ``thermal_K`` started
-               from the DFT geometry: a physical, non-Gaussian distortion.
+               from the DFT geometry: a physical, non-Gaussian distortion;
+  prior        pure noise N(0, I) in the centred subspace with the molecule's composition: "relaxing"
+               it is de novo generation of p(x | Z) (MoreRed's QM9 generation), judged by validity
+               and uniqueness rather than by the distance to the target.
 
 The table has the record columns (id, z, pos = the unstable input) plus ``target`` (flattened
 positions), ``target_id``, ``kind``, ``level`` (diffusion step or temperature; 0 for etkdg) and
@@ -29,12 +32,12 @@ import pyarrow as pa
 from ..metrics.relaxation import kabsch_rmsd
 from .records import build_table
 
-KINDS = ("etkdg", "diffusion", "thermal")
+KINDS = ("etkdg", "diffusion", "thermal", "prior")
 
 
 @dataclass(frozen=True)
 class PerturbationSettings:
-    kinds: tuple[str, ...] = KINDS
+    kinds: tuple[str, ...] = ("etkdg", "diffusion", "thermal")      # "prior" (generation) is opt-in
     diffusion_steps: tuple[int, ...] = (50, 150, 250)
     n_steps: int = 1000                  # T of the polynomial schedule
     thermal_K: float = 1000.0
@@ -122,6 +125,8 @@ def perturb_chunk(items: list[tuple[int, str, np.ndarray, np.ndarray]], s: Pertu
             made += [("diffusion", float(step), diffusion_input(pos, step, s.n_steps, rng)) for step in s.diffusion_steps]
         if "thermal" in s.kinds:
             made.append(("thermal", s.thermal_K, thermal_input(z, pos, s, _molecule_seed(s.seed, index, 3))))
+        if "prior" in s.kinds:
+            made.append(("prior", float(s.n_steps), np.random.default_rng(_molecule_seed(s.seed, index, 4)).normal(size=pos.shape)))
         for kind, level, x in made:
             label = f"{kind}{int(level) if kind == 'diffusion' else ''}"
             if x is None or not np.isfinite(x).all():
