@@ -184,8 +184,6 @@ def relaxed_path(run_dir: Path, sampler: str, seed: int) -> Path:
 
 def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, run_dir: Path,
                  log: Callable[[str], None] = print) -> None:
-    import ray
-
     rx = cfg.relaxation
     kind = cfg.objective.morered.kind if cfg.objective.name == "morered" else None
     if kind == "time":
@@ -207,29 +205,41 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
             out = relaxed_path(run_dir, sampler, seed)
             log(f"[relax] {sampler}, seed {seed}: {n_inputs} inputs on {rx.num_actors} actor(s), {rx.slots} slots each")
             t0 = time.time()
-            settings = {"max_steps": rx.max_steps, "k_min": rx.k_min, "fmax": rx.fmax}
-            # read before the actors start: once they hold every CPU, Ray Data's read tasks would wait
-            # forever; the relaxed blocks stream back to this driver, which writes them
-            blocks = min(n_inputs, 4 * rx.num_actors)      # enough blocks to keep every actor busy
-            ds = ray.data.read_parquet(str(inputs / "data.parquet")).repartition(blocks).materialize().map_batches(
-                RelaxBatch, batch_format="pyarrow", batch_size=max(rx.slots, -(-n_inputs // blocks)),
-                compute=ray.data.ActorPoolStrategy(size=rx.num_actors), num_cpus=cfg.ray.cpus_per_actor,
-                fn_constructor_kwargs={"model_dir": model_dir, "time_dir": time_dir, "sampler": sampler,
-                                       "settings": settings, "slots": rx.slots, "seed": seed,
-                                       "torch_threads": cfg.ray.torch_threads, "use_ema": cfg.sampling.use_ema})
-            tmp = temp_sibling(out)
-            tmp.mkdir(parents=True)
-            try:
-                with pq.ParquetWriter(tmp / "data.parquet", RELAXED_SCHEMA) as writer:
-                    for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                        writer.write_table(block.cast(RELAXED_SCHEMA))
-                replace_directory(tmp, out)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            got = pq.read_table(out).num_rows
-            if got != n_inputs:
-                raise RuntimeError(f"{out}: {got} relaxed rows for {n_inputs} inputs")
+            got = relax_file(inputs, out, sampler, model_dir, time_dir, rx.num_actors, rx.slots, seed,
+                             {"max_steps": rx.max_steps, "k_min": rx.k_min, "fmax": rx.fmax},
+                             cfg.ray.cpus_per_actor, cfg.ray.torch_threads, cfg.sampling.use_ema)
             log(f"[relax] {sampler}, seed {seed}: wrote {out} ({got} rows, {time.time() - t0:.0f}s)")
+
+
+def relax_file(inputs: Path, out: Path, sampler: str, model_dir, time_dir, num_actors: int, slots: int, seed: int,
+               settings: dict, cpus_per_actor: float = 1.0, torch_threads: int = 1, use_ema: bool = True) -> int:
+    """Relax every row of the inputs dataset with ``num_actors`` RelaxBatch actors; writes
+    ``out/data.parquet`` atomically and returns the number of rows (always the number of inputs)."""
+    import ray
+
+    n_inputs = read_dataset(inputs, validate=False)[1].n_molecules
+    # read before the actors start: once they hold every CPU, Ray Data's read tasks would wait
+    # forever; the relaxed blocks stream back to this driver, which writes them
+    blocks = min(n_inputs, 4 * num_actors)      # enough blocks to keep every actor busy
+    ds = ray.data.read_parquet(str(inputs / "data.parquet")).repartition(blocks).materialize().map_batches(
+        RelaxBatch, batch_format="pyarrow", batch_size=max(slots, -(-n_inputs // blocks)),
+        compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=cpus_per_actor,
+        fn_constructor_kwargs={"model_dir": model_dir, "time_dir": time_dir, "sampler": sampler,
+                               "settings": settings, "slots": slots, "seed": seed,
+                               "torch_threads": torch_threads, "use_ema": use_ema})
+    tmp = temp_sibling(out)
+    tmp.mkdir(parents=True)
+    try:
+        with pq.ParquetWriter(tmp / "data.parquet", RELAXED_SCHEMA) as writer:
+            for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                writer.write_table(block.cast(RELAXED_SCHEMA))
+        replace_directory(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    got = pq.read_table(out).num_rows
+    if got != n_inputs:
+        raise RuntimeError(f"{out}: {got} relaxed rows for {n_inputs} inputs")
+    return got
 
 
 def _stats(rows: pa.Table) -> dict:
