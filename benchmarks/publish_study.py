@@ -53,6 +53,34 @@ def trial_rows(study_dir: Path) -> list[dict]:
     return rows
 
 
+def merge_seeds(rows: list[dict], group: str) -> list[dict]:
+    """One row per combination of the other variant groups: each metric's mean ± std (ddof 1) over
+    the trials that differ only in ``group`` (e.g. training seeds, one trial each); noise floor and
+    training-set scores averaged (the trials share their data); costs are mean minutes per trial."""
+    merged: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = tuple((g, v) for g, v in r["variants"].items() if g != group)
+        merged.setdefault(key, []).append(r)
+    out = []
+    for key, members in merged.items():
+        first = members[0]
+
+        def over(block: str, name: str) -> dict:
+            values = [m["metrics"][block][name]["mean"] for m in members if name in m["metrics"][block]]
+            return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                    "per_seed": values}
+        names = sorted({k for m in members for k in m["metrics"]["metrics"]})
+        metrics = {**first["metrics"], "metrics": {k: over("metrics", k) for k in names},
+                   "noise_floor": {k: over("noise_floor", k) for k in names},
+                   "train_set": {k: float(np.mean([m["metrics"]["train_set"][k] for m in members])) for k in names},
+                   "seeds": sorted(m["variants"][group] for m in members)}
+        stages = {st for m in members for st in m["seconds"]}
+        seconds = {st: float(np.mean([m["seconds"][st] for m in members if st in m["seconds"]])) for st in stages}
+        out.append({**first, "variants": dict(key), "metrics": metrics, "seconds": seconds,
+                    "members": [str(m["run"].name) for m in members]})
+    return out
+
+
 def _minutes(row: dict, stage: str) -> str:
     seconds = row["seconds"].get(stage)
     return "n/a" if seconds is None else f"{seconds / 60:.1f}"
@@ -94,6 +122,9 @@ def main(argv=None) -> int:
     p.add_argument("--group", action="append", default=[],
                    help="variant group that gets one h(r) plot per value (repeat for studies grouped differently)")
     p.add_argument("--title", default=None)
+    p.add_argument("--aggregate", default=None, metavar="GROUP",
+                   help="variant group whose trials are repeats (e.g. training_seed): one row per other variant, "
+                        "mean ± std over them")
     args = p.parse_args(argv)
     out = ROOT / "docs" / "results"
     (out / "img").mkdir(parents=True, exist_ok=True)
@@ -103,6 +134,9 @@ def main(argv=None) -> int:
         rows = trial_rows(study)
         if not rows:
             continue
+        aggregated = args.aggregate in rows[0]["variants"]
+        if aggregated:
+            rows = merge_seeds(rows, args.aggregate)
         groups = list(rows[0]["variants"])
         metrics_shown = [m for m in SHOWN if any(m in r["metrics"]["metrics"] for r in rows)]
         sweep = yaml.safe_load((study / "sweep.yaml").read_text())
@@ -110,11 +144,15 @@ def main(argv=None) -> int:
                f"Command: `python experiments/run.py --sweep <spec of {sweep['spec']['name']}>` "
                f"(spec and resolved base config: `{study.name}/sweep.yaml`; each trial's run directory holds its "
                "config, command, samples and metrics).", "",
-               f"Sampling seeds {rows[0]['metrics']['seeds']}, {rows[0]['metrics']['n_samples']} samples per seed; "
+               (f"Mean ± std over the {args.aggregate} values {rows[0]['metrics']['seeds']} (one trial each, "
+                f"sampling seed {rows[0]['config']['sampling']['seeds']}), {rows[0]['metrics']['n_samples']} samples per trial; "
+                if aggregated else
+                f"Sampling seeds {rows[0]['metrics']['seeds']}, {rows[0]['metrics']['n_samples']} samples per seed; ") +
                f"reference {rows[0]['metrics']['n_reference']} frames ({rows[0]['metrics']['reference_split']}); "
                f"noise floor from {rows[0]['metrics']['n_noise_floor_set']} independent reference frames per seed.", "",
                "Cost: wall-clock minutes of each trial's training and sampling stages (`timings.json` in its run "
-               f"directory), with {sweep['spec'].get('max_concurrent_trials', 1)} trials sharing this machine at a time.", "",
+               f"directory{'; mean over the repeats' if aggregated else ''}), with "
+               f"{sweep['spec'].get('max_concurrent_trials', 1)} trials sharing this machine at a time.", "",
                "| " + " | ".join(groups) + " | " + " | ".join(metrics_shown) + " | train-set " + metrics_shown[0]
                + " | train min | sample min |",
                "|" + "---|" * (len(groups) + len(metrics_shown) + 3)]
