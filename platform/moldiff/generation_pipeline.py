@@ -157,7 +157,7 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
     metrics = {
         "experiment": cfg.name, "variant": cfg.variant, "seeds": list(cfg.sampling.seeds),
         "n_samples": n_generated, "n_reference": test.num_rows, "n_noise_floor_set": n_generated,
-        "n_train": read_dataset(data.train, validate=False)[1].n_molecules,
+        "n_train": data.train_manifest.n_molecules,
         "reference_split": "QM9 test split (EDM proportions, seeded); noise floor: equally many test molecules "
                            "(generation metrics) / predicting the training mean (MAE)",
         "units": {f"{split}{prop}_mae": test_manifest.properties.get(prop) for split in ("", "val_")} if prop else {},

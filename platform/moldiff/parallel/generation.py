@@ -12,18 +12,10 @@ import torch
 
 from ..config import ExperimentConfig
 from .pool import chunk_sizes, map_chunks
-from .sampling import chunk_seed
+from .sampling import ModelWorker, chunk_seed, start_workers
 
 
-class GeneratorWorker:
-    def __init__(self, checkpoint_dir: str, use_ema: bool, torch_threads: int, use_gpu: bool):
-        from ..train.checkpoint import load_model
-
-        torch.set_num_threads(torch_threads)
-        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-        self.model, self.cfg, _ = load_model(checkpoint_dir, use_ema=use_ema)
-        self.model.to(self.device)
-
+class GeneratorWorker(ModelWorker):
     def generate(self, sizes: np.ndarray, seed: int, label: str = "") -> list[tuple[np.ndarray, np.ndarray]]:
         """Molecules with the given atom counts -> [(z [n], pos [n, 3])]."""
         from ..sampling.ddpm import ancestral_sample, empty_batch
@@ -48,14 +40,10 @@ class GeneratorWorker:
 def generate_with_actors(cfg: ExperimentConfig, checkpoint_dir: str, sizes: np.ndarray, probs: np.ndarray, seed: int,
                          log: Callable[[str], None] = print) -> list[tuple[np.ndarray, np.ndarray]]:
     """``cfg.sampling.n_samples`` molecules with atom counts drawn from (sizes, probs)."""
-    s, r = cfg.sampling, cfg.ray
+    s = cfg.sampling
     chunks = chunk_sizes(s.n_samples, s.batch_size)
     counts = [np.random.default_rng(chunk_seed(seed, k)).choice(sizes, size=n, p=probs) for k, n in enumerate(chunks)]
-    n_actors = min(r.num_sampling_actors, len(chunks))
-    # "DEFAULT": inside a Tune trial, actors would otherwise be pulled into the trial's placement group
-    options = {"num_cpus": r.cpus_per_actor, "num_gpus": 1 if r.use_gpu else 0, "scheduling_strategy": "DEFAULT"}
-    Actor = ray.remote(**options)(GeneratorWorker)
-    actors = [Actor.remote(str(checkpoint_dir), s.use_ema, r.torch_threads, r.use_gpu) for _ in range(n_actors)]
+    actors = start_workers(cfg, GeneratorWorker, checkpoint_dir, len(chunks))
     t0, done = time.time(), [0]
 
     def submit(actor, k):

@@ -20,8 +20,8 @@ def chunk_seed(seed: int, chunk: int) -> int:
     return int(np.random.SeedSequence([seed, chunk, 7]).generate_state(1)[0])
 
 
-class SamplerWorker:
-    """Holds one model; ``sample`` draws a chunk of fixed-composition molecules."""
+class ModelWorker:
+    """An actor that loads a checkpoint's model once, on the GPU if it has one."""
 
     def __init__(self, checkpoint_dir: str, use_ema: bool, torch_threads: int, use_gpu: bool):
         from ..train.checkpoint import load_model
@@ -30,6 +30,20 @@ class SamplerWorker:
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
         self.model, self.cfg, _ = load_model(checkpoint_dir, use_ema=use_ema)
         self.model.to(self.device)
+
+
+def start_workers(cfg: ExperimentConfig, worker: type, checkpoint_dir: str, n_chunks: int) -> list:
+    """As many ``worker`` actors as ``ray.num_sampling_actors`` allows for ``n_chunks`` chunks of work."""
+    r = cfg.ray
+    # "DEFAULT": inside a Tune trial, actors would otherwise be pulled into the trial's placement group
+    options = {"num_cpus": r.cpus_per_actor, "num_gpus": 1 if r.use_gpu else 0, "scheduling_strategy": "DEFAULT"}
+    Actor = ray.remote(**options)(worker)
+    return [Actor.remote(str(checkpoint_dir), cfg.sampling.use_ema, r.torch_threads, r.use_gpu)
+            for _ in range(min(r.num_sampling_actors, n_chunks))]
+
+
+class SamplerWorker(ModelWorker):
+    """Holds one model; ``sample`` draws a chunk of fixed-composition molecules."""
 
     def sample(self, z: np.ndarray, n: int, seed: int, sampling: dict, label: str = "") -> np.ndarray:
         """``sampling``: the run's current sampling section (not the one saved with the checkpoint)."""
@@ -54,13 +68,9 @@ class SamplerWorker:
 def sample_with_actors(cfg: ExperimentConfig, checkpoint_dir: str, z: np.ndarray, seed: int,
                        log: Callable[[str], None] = print) -> np.ndarray:
     """``cfg.sampling.n_samples`` molecules of composition ``z`` -> [n, len(z), 3]."""
-    s, r = cfg.sampling, cfg.ray
+    s = cfg.sampling
     chunks = chunk_sizes(s.n_samples, s.batch_size)
-    n_actors = min(r.num_sampling_actors, len(chunks))
-    # "DEFAULT": inside a Tune trial, actors would otherwise be pulled into the trial's placement group
-    options = {"num_cpus": r.cpus_per_actor, "num_gpus": 1 if r.use_gpu else 0, "scheduling_strategy": "DEFAULT"}
-    Actor = ray.remote(**options)(SamplerWorker)
-    actors = [Actor.remote(str(checkpoint_dir), s.use_ema, r.torch_threads, r.use_gpu) for _ in range(n_actors)]
+    actors = start_workers(cfg, SamplerWorker, checkpoint_dir, len(chunks))
     sampling = s.model_dump(mode="json")
     t0 = time.time()
     done = [0]
