@@ -33,6 +33,21 @@ def test_variants_expand_to_overrides_and_grid_points(tmp_path):
         "objective.name": "psm", "objective.psm.weighting": "piecewise", "training.lr": 0.1}
 
 
+def test_only_runs_a_named_part_of_a_study_beside_the_full_one(tmp_path):
+    variants = {"objective": {"dsm": {"objective.name": "dsm"}, "psm": {"objective.name": "psm"},
+                              "both": {"objective.name": "psm"}},
+                "seed": {"s0": {"seed": 0}, "s1": {"seed": 1}}}
+    path = write_spec(tmp_path, variants=variants)
+    spec, _ = load_spec(path, only=["objective=dsm,both"])
+    assert list(spec.variants["objective"]) == ["both", "dsm"]          # the spec file's order (sorted), not the flag's
+    assert list(spec.variants["seed"]) == ["s0", "s1"] and len(grid_points(spec)) == 4
+    assert spec.name == "tiny_study-both-dsm" and spec.part_of == "tiny_study"
+    with pytest.raises(ConfigError, match=r"variants.objective has \['both', 'dsm', 'psm'\], not \['edm'\]"):
+        load_spec(path, only=["objective=edm"])
+    with pytest.raises(ConfigError, match="GROUP one of"):
+        load_spec(path, only=["objectives=dsm"])
+
+
 def test_study_runs_trials_in_stages_and_reevaluates_finalists(ray_session, tmp_path):
     path = write_spec(
         tmp_path,

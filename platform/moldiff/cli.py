@@ -19,6 +19,9 @@ def parse_args(argv):
     p.add_argument("config", nargs="?", help="experiment YAML, or a run directory holding config.yaml")
     p.add_argument("--sweep", metavar="SPEC", help="run a Ray Tune sweep or study (a spec under tuning/ or "
                    "experiments/studies/); overrides then apply to its base config, sweep.<field>=... to the spec")
+    p.add_argument("--only", action="append", default=[], metavar="GROUP=NAME[,NAME]",
+                   help="with --sweep: run only these variants of a study (repeatable); the part runs as "
+                        "<study>-<names> and benchmarks/publish_study.py merges the parts")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.epochs=10 ray.num_workers=2")
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
@@ -33,6 +36,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.sweep:
         return _sweep(args)
+    if args.only:
+        print("error: --only selects variants of a study; use it with --sweep", file=sys.stderr)
+        return 2
     if args.config is None:
         print("error: give a CONFIG (or --sweep SPEC)", file=sys.stderr)
         return 2
@@ -66,9 +72,9 @@ def _sweep(args) -> int:
 
     overrides = ([args.config] if args.config else []) + list(args.overrides)   # argparse puts the first one in config
     try:
-        load_spec(args.sweep, split_overrides(overrides)[0])
+        load_spec(args.sweep, split_overrides(overrides)[0], args.only)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    run_sweep(args.sweep, overrides, log=log)
+    run_sweep(args.sweep, overrides, log=log, only=args.only)
     return 0

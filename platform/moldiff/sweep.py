@@ -68,14 +68,17 @@ class SweepSpec(_Spec):
     overrides: dict[str, Any] = Field(default_factory=dict)
     finalists: int = Field(0, ge=0)
     final_overrides: dict[str, Any] = Field(default_factory=dict)
+    part_of: Optional[str] = Field(None, description="the study this run is a part of (set by --only)")
 
 
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
 
 
-def load_spec(path: str | Path, spec_overrides: list[str] | None = None) -> tuple[SweepSpec, dict]:
+def load_spec(path: str | Path, spec_overrides: list[str] | None = None,
+              only: list[str] | None = None) -> tuple[SweepSpec, dict]:
     """The sweep spec (with ``key=value`` overrides of its own fields) and its base experiment
-    config (raw, ``extends`` resolved)."""
+    config (raw, ``extends`` resolved). ``only`` (``group=name[,name]``) restricts the study to
+    some variants; see :func:`restrict`."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep spec not found: {path}")
@@ -96,8 +99,32 @@ def load_spec(path: str | Path, spec_overrides: list[str] | None = None) -> tupl
     for key, dist in spec.search.items():
         if isinstance(dist, dict) and (len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS):
             raise ConfigError(f"{path}: search.{key}: give exactly one of {', '.join(DISTRIBUTIONS)}, got {dist}")
+    if only:
+        spec = restrict(spec, only, path)
     base = load_raw(path.parent / spec.base)
     return spec, base
+
+
+def restrict(spec: SweepSpec, only: list[str], path: Path | str = "sweep spec") -> SweepSpec:
+    """The study cut down to the named variants (``group=name[,name]``), renamed
+    ``<name>-<names>`` so that its runs land beside, not inside, the full study's (Tune would
+    otherwise resume the full study's grid) and marked ``part_of`` the full study, which
+    publishing merges. A long study can so run in parts, in separate sessions or on separate
+    clusters."""
+    variants = {g: dict(v) for g, v in spec.variants.items()}
+    picked = []
+    for text in only:
+        group, sep, names = text.partition("=")
+        if not sep or group not in variants:
+            raise ConfigError(f"{path}: --only {text!r}: give GROUP=NAME[,NAME...] with GROUP one of {sorted(variants)}")
+        wanted = [n.strip() for n in names.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in variants[group]]
+        if unknown or not wanted:
+            raise ConfigError(f"{path}: --only {text!r}: variants.{group} has {sorted(variants[group])}, not {unknown or wanted}")
+        variants[group] = {n: variants[group][n] for n in variants[group] if n in wanted}
+        picked += [n for n in variants[group]]
+    return spec.model_copy(update={"variants": variants, "name": f"{spec.name}-{'-'.join(picked)}",
+                                   "part_of": spec.part_of or spec.name})
 
 
 def _dotted(values: dict[str, Any]) -> list[str]:
@@ -185,11 +212,11 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
 
 
 def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, only: list[str] | None = None) -> dict:
     """Run a sweep or study; returns the summary (also written as summary.json / summary.md).
 
     ``overrides``: ``sweep.<field>=value`` change the spec (e.g. ``sweep.num_samples=1``), all
-    others the base experiment config."""
+    others the base experiment config. ``only``: run a part of a study (:func:`restrict`)."""
     spec_overrides, base_overrides = split_overrides(overrides or [])
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -198,7 +225,7 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
     from .experiment import run_experiment
     from .runtime import connect
 
-    spec, base = load_spec(spec_path, spec_overrides)
+    spec, base = load_spec(spec_path, spec_overrides, only)
     # trials run with the trial directory as working directory: make every path absolute here
     base = absolute_paths(apply_overrides(base, base_overrides or []))
     probe = validate_config(apply_overrides(base, _dotted(spec.overrides)), source=str(spec_path))
