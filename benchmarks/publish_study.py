@@ -5,7 +5,9 @@
 Rows are the study's variants, columns the metrics (mean ± std over sampling seeds) with the noise
 floor and the training set's own score; one h(r) plot per ``--group`` value with every objective's
 samples. Hand-written analysis comes from benchmarks/notes/<name>.md; the paper's numbers from
-benchmarks/paper_numbers.yaml. Several studies can be combined into one page (repeat the run dir).
+benchmarks/paper_numbers.yaml. Several studies can be combined into one page (repeat the run dir);
+the parts of one study run with ``--only`` (e.g. runs/fp_muller_brown_study-diffusion-both and
+runs/fp_muller_brown_study-fokker_planck-mixture) are merged into one table.
 """
 from __future__ import annotations
 
@@ -51,6 +53,20 @@ def trial_rows(study_dir: Path) -> list[dict]:
                      "config": yaml.safe_load((run / "config.yaml").read_text()), "seconds": stage_seconds(run),
                      "command": (run / "command.txt").read_text().splitlines()[-1]})
     return rows
+
+
+def study_parts(study_dirs: list[Path]) -> list[tuple[str, list[Path], dict]]:
+    """The given run dirs grouped by study: a part run with ``--only`` joins the other parts of the
+    study it is ``part_of``. Returns (study name, its dirs, its variant order) in first-seen order."""
+    studies: dict[str, tuple[list[Path], dict]] = {}
+    for study in study_dirs:
+        spec = yaml.safe_load((study / "sweep.yaml").read_text())["spec"]
+        dirs, order = studies.setdefault(spec.get("part_of") or spec["name"], ([], {}))
+        dirs.append(study)
+        for group, names in spec["variants"].items():
+            order.setdefault(group, [])
+            order[group] += [n for n in names if n not in order[group]]
+    return [(name, dirs, order) for name, (dirs, order) in studies.items()]
 
 
 def merge_seeds(rows: list[dict], group: str) -> list[dict]:
@@ -130,20 +146,21 @@ def main(argv=None) -> int:
     (out / "img").mkdir(parents=True, exist_ok=True)
     md = [f"# {args.title or args.name}", ""]
     records = []
-    for study in map(Path, args.study_dirs):
-        rows = trial_rows(study)
+    for name, parts, order in study_parts([Path(d) for d in args.study_dirs]):
+        rows = [row for part in parts for row in trial_rows(part)]
         if not rows:
             continue
+        sweep = yaml.safe_load((parts[0] / "sweep.yaml").read_text())
         aggregated = args.aggregate in rows[0]["variants"]
         if aggregated:
             rows = merge_seeds(rows, args.aggregate)
         groups = list(rows[0]["variants"])
         metrics_shown = [m for m in SHOWN if any(m in r["metrics"]["metrics"] for r in rows)]
-        sweep = yaml.safe_load((study / "sweep.yaml").read_text())
-        md += [f"## {sweep['spec']['name']}", "",
-               f"Command: `python experiments/run.py --sweep <spec of {sweep['spec']['name']}>` "
-               f"(spec and resolved base config: `{study.name}/sweep.yaml`; each trial's run directory holds its "
-               "config, command, samples and metrics).", "",
+        md += [f"## {name}", "",
+               f"Command: `python experiments/run.py --sweep <spec of {name}>`"
+               + (f", in {len(parts)} parts with `--only`" if len(parts) > 1 or sweep["spec"].get("part_of") else "")
+               + f" (spec and resolved base config: {', '.join(f'`{p.name}/sweep.yaml`' for p in parts)}; each trial's "
+               "run directory holds its config, command, samples and metrics).", "",
                (f"Mean ± std over the {args.aggregate} values {rows[0]['metrics']['seeds']} (one trial each, "
                 f"sampling seed {rows[0]['config']['sampling']['seeds']}), {rows[0]['metrics']['n_samples']} samples per trial; "
                 if aggregated else
@@ -156,7 +173,6 @@ def main(argv=None) -> int:
                "| " + " | ".join(groups) + " | " + " | ".join(metrics_shown) + " | train-set " + metrics_shown[0]
                + " | train min | sample min |",
                "|" + "---|" * (len(groups) + len(metrics_shown) + 3)]
-        order = {g: list(sweep["spec"]["variants"][g]) for g in groups}
         rows.sort(key=lambda r: [order[g].index(r["variants"][g]) for g in groups])
         for r in rows:
             m = r["metrics"]
@@ -174,7 +190,7 @@ def main(argv=None) -> int:
         for r in rows:                       # state-vector runs: their free-energy maps (iid vs simulation)
             fe = r["run"] / "plots" / "free_energy.png"
             if fe.exists():
-                img = out / "img" / f"{args.name}_{sweep['spec']['name']}_{'_'.join(r['variants'].values())}_free_energy.png"
+                img = out / "img" / f"{args.name}_{name}_{'_'.join(r['variants'].values())}_free_energy.png"
                 img.write_bytes(fe.read_bytes())
                 md += [f"![free energy, {'/'.join(r['variants'].values())}](img/{img.name})", ""]
         for group in (g for g in args.group if g in groups):
@@ -190,8 +206,8 @@ def main(argv=None) -> int:
                 others = [g for g in groups if g != group]
                 samples = {"/".join(r["variants"][g] for g in others):
                            np.concatenate(list(load_samples(r["run"], cfg.sampling.seeds)[0].values())) for r in members}
-                img = out / "img" / f"{args.name}_{sweep['spec']['name']}_{value}_hr.png"
-                plot_hr_variants(img, ref, train, samples, f"{sweep['spec']['name']}: {group} = {value}",
+                img = out / "img" / f"{args.name}_{name}_{value}_hr.png"
+                plot_hr_variants(img, ref, train, samples, f"{name}: {group} = {value}",
                                  cfg.evaluation.distance_bins)
                 md += [f"![h(r), {value}](img/{img.name})", ""]
     md += paper_table(args.name, {"experiment": args.name, "metrics": {}, "noise_floor": {}})
