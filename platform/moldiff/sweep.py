@@ -64,7 +64,8 @@ class SweepSpec(_Spec):
     budgets: Optional[list[int]] = Field(None, min_length=1)
     scheduler: Optional[SchedulerSpec] = None
     max_concurrent_trials: int = Field(2, ge=1)
-    trial_cpus: float = Field(0.01, gt=0, description="CPUs held by each trial's driver (it mostly waits)")
+    trial_cpus: float = Field(0.0, ge=0, description="CPUs held by each trial's driver (it mostly waits on its "
+                              "Train run and actors, which hold their own)")
     overrides: dict[str, Any] = Field(default_factory=dict)
     finalists: int = Field(0, ge=0)
     final_overrides: dict[str, Any] = Field(default_factory=dict)
@@ -205,6 +206,17 @@ def _trial(params: dict, base: dict, spec_raw: dict, output_dir: str) -> None:
         tune.report({**report, "epochs": budget, "run_dir": str(stage.run_dir)})
 
 
+# Tune needs a non-empty bundle per trial; a driver that holds no CPU reserves this much memory
+TRIAL_DRIVER_MEMORY = 64 * 2**20
+
+
+def trial_resources(spec: SweepSpec) -> dict:
+    """What a trial's driver holds. By default no CPU: any fraction (0.01 per trial) leaves
+    2 - 0.02 CPUs on a 2-CPU node, where the second trial's 1-CPU worker no longer fits, so trials
+    ran one at a time with a core idle."""
+    return {"CPU": spec.trial_cpus, "memory": TRIAL_DRIVER_MEMORY}
+
+
 def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
     """``sweep.<field>=...`` overrides go to the spec, the rest to the base config."""
     spec = [o[len("sweep."):] for o in overrides if o.startswith("sweep.")]
@@ -245,7 +257,7 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
 
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=base, spec_raw=spec.model_dump(mode="json"), output_dir=str(out)),
-        {"CPU": spec.trial_cpus})
+        trial_resources(spec))
     scheduler = None
     if spec.scheduler is not None:
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=len(spec.budgets or [1]),
