@@ -55,8 +55,8 @@ def test_single_energy_model_trains_samples_simulates_and_evaluates(ray_session,
 
 
 def test_experts_train_concurrently_and_assemble_into_a_mixture(ray_session, tmp_path):
-    members = [{"model.hidden_layers": [16, 16], "objective.fokker_planck.alpha": 5e-4},
-               {"model.hidden_layers": [8], "model.conservative": False},
+    members = [{"model.hidden_layers": [16, 16], "objective.fokker_planck.alpha": 5e-4, "training.epochs": 40},
+               {"model.hidden_layers": [8], "model.conservative": False, "training.epochs": 40},
                {"model.hidden_layers": [8], "training.epochs": 1}]
     cfg = tiny_mb(tmp_path, "mb_mix", **{"experts": json.dumps({"boundaries": [0.1, 0.6], "members": members})})
     configs = expert_configs(cfg)
@@ -65,6 +65,10 @@ def test_experts_train_concurrently_and_assemble_into_a_mixture(ray_session, tmp
     log = []
     run_experiment(cfg, command="pytest", log=log.append)
     assert any("training 3 of 3 experts, 2 at a time" in m for m in log)
+    # the first two trained at the same time (2 CPUs, one 1-CPU worker each): their windows overlap
+    windows = [json.loads((c.run_dir / "checkpoints/final/meta.json").read_text())["trained_between"]
+               for c in configs[:2]]
+    assert max(w[0] for w in windows) < min(w[1] for w in windows), windows
     mixture, _, meta = load_model(cfg.run_dir / "checkpoints/final")
     assert meta["mixture"]["boundaries"] == [0.1, 0.6] and len(mixture.experts) == 3
     assert mixture.expert_at(1e-5).conservative and not mixture.experts[1].conservative

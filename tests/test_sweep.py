@@ -48,6 +48,35 @@ def test_only_runs_a_named_part_of_a_study_beside_the_full_one(tmp_path):
         load_spec(path, only=["objectives=dsm"])
 
 
+def test_two_trials_each_with_a_one_cpu_worker_run_at_once_on_two_cpus(ray_session, tmp_path):
+    """A trial's driver holds no CPU. Any fraction (it was 0.01) stays reserved in the trial's
+    placement group, leaving 1.98 of 2 CPUs, so the second trial's 1-CPU worker waited for the
+    first trial to end: studies ran one trial at a time with a core idle."""
+    import time
+
+    from ray import tune
+
+    from moldiff.sweep import trial_resources
+
+    spec, _ = load_spec(write_spec(tmp_path, variants={"v": {"a": {}, "b": {}}}))
+
+    def trial(config):
+        import ray
+
+        @ray.remote(num_cpus=1, scheduling_strategy="DEFAULT")     # as a Train worker: outside the trial's group
+        def worker():
+            start = time.time()
+            time.sleep(3)
+            return [start, time.time()]
+        tune.report({"window": ray.get(worker.remote())})
+
+    results = tune.Tuner(tune.with_resources(trial, trial_resources(spec)), param_space={"v": tune.grid_search([0, 1])},
+                         tune_config=tune.TuneConfig(max_concurrent_trials=2),
+                         run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0)).fit()
+    windows = [r.metrics["window"] for r in results]
+    assert len(windows) == 2 and max(w[0] for w in windows) < min(w[1] for w in windows), windows
+
+
 def test_study_runs_trials_in_stages_and_reevaluates_finalists(ray_session, tmp_path):
     path = write_spec(
         tmp_path,

@@ -81,9 +81,8 @@ def train_experts(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str]
         log(f"[experts] expert {i} already trained ({configs[i].run_dir / FINAL_CHECKPOINT})")
     log(f"[experts] training {len(todo)} of {len(configs)} experts, {min(limit, len(todo) or 1)} at a time, "
         f"each its own Ray Train run")
-    # the task only drives its trainer; the trainer's workers hold the CPUs. No CPU at all: a
-    # fraction per driver (0.01 each) leaves 2 - 0.02 CPUs, in which a second 1-CPU worker no
-    # longer fits -- experts then train one at a time with a core idle
+    # the task only drives its trainer; the trainer's workers hold the CPUs (Ray lends a task's CPU
+    # back while it blocks, but a driver that holds none never stands in a worker's way)
     task = ray.remote(num_cpus=0, scheduling_strategy="DEFAULT")(_train_expert)
     pending: dict = {}
     t0 = time.time()

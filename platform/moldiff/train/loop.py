@@ -174,6 +174,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             print(f"[train] resuming from epoch {start_epoch} (step {step})", flush=True)
     print_every = max(1, tc.epochs // 20)
     generator = torch.Generator(device=device)
+    started = time.time()          # when this worker began training (not when its run was submitted)
 
     for epoch in range(start_epoch, tc.epochs):
         generator.manual_seed(epoch_seed(cfg.seed, rank, epoch))
@@ -227,6 +228,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                               "state_dim": loop_config.get("state_dim"),
                               "property_normalizer": loop_config.get("property_normalizer"),
                               "resumed_from_epoch": start_epoch, "world_size": world,
+                              "trained_between": [started, time.time()],
                               "config": loop_config["config"], "metrics": metrics},
                     )
                     ckpt = ray.train.Checkpoint.from_directory(tmp)
