@@ -97,6 +97,12 @@ def test_study_runs_trials_in_stages_and_reevaluates_finalists(ray_session, tmp_
         assert meta["config"]["objective"]["name"] == trial["overrides"]["objective.name"]
     final = summary["finalists"][0]
     assert json.loads((out / final["trial"] / "metrics.json").read_text())["n_samples"] == 30
+    # the best trial comes out as a config that runs as it is
+    from moldiff.config import load_config
+    best = load_config(out / "best.yaml")
+    assert best.name == "tiny_study_best" and best.training.epochs == 2
+    assert best.objective.name == saved["trials"][0]["overrides"]["objective.name"]
+    assert best.ray.num_sampling_actors == 1                                # the study's own overrides too
     assert (out / "summary.md").read_text().startswith("| trial |")
 
 

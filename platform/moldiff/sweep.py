@@ -299,6 +299,9 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
                        "metrics": {k: s["mean"] for k, s in metrics["metrics"].items()},
                        "std": {k: s["std"] for k, s in metrics["metrics"].items()},
                        "noise_floor": {k: s["mean"] for k, s in metrics["noise_floor"].items()}})
+    if done and not math.isnan(done[0]["metrics"][spec.metric]):
+        write_best_config(out / "best.yaml", base, spec, done[0], Path(probe.output_dir))
+        log(f"[sweep] best trial {done[0]['trial']} as a ready-to-run config: {out / 'best.yaml'}")
     failed = [r for r in rows if "error" in r]
     summary = {"name": spec.name, "metric": spec.metric, "mode": spec.mode, "trials": done + failed, "finalists": finals}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -306,6 +309,20 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
     log(f"[sweep] {len(done)} trial(s) finished, {len(rows) - len(done)} failed; summary in {out / 'summary.md'}\n"
         + summary_table(summary))
     return summary
+
+
+def write_best_config(path: Path, base: dict, spec: SweepSpec, best: dict, output_dir: Path) -> None:
+    """The best trial as an experiment config that ``experiments/run.py`` takes as it is: the base
+    config, the study's and the trial's overrides, the epochs the trial trained, named
+    ``<sweep>_best`` (so running it does not overwrite the trial)."""
+    from .config import dump_config
+
+    cfg = trial_config(base, spec, best["params"], f"{spec.name}_best", output_dir,
+                       {"training.epochs": best["epochs"], "training.schedule_epochs": max(spec.budgets or [best["epochs"]])})
+    header = (f"# best trial of sweep {spec.name}: {best['trial']} ({spec.metric} {best['metrics'][spec.metric]:.6g}, "
+              f"{spec.mode}imised)\n# overrides over the base config: {json.dumps(best['overrides'])}\n"
+              f"#   python experiments/run.py {path}\n")
+    path.write_text(header + dump_config(cfg))
 
 
 def _fmt(v) -> str:
