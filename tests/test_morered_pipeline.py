@@ -24,7 +24,7 @@ def tiny_morered(tmp_path, name, kind, **overrides):
         "diffusion": {"process": "polynomial", "n_steps": 1000},
         "objective": {"name": "morered", "morered": {"kind": kind}},
         "training": {"epochs": 1, "batch_size": 16, "warmup_steps": 0, "ema_decay": 0.0, "grad_clip": 0.5},
-        "relaxation": {"max_steps": 12, "slots": 4, "num_actors": 2,
+        "relaxation": {"max_steps": 12, "slots": 4, "num_actors": 2, "energy_subset": 0,
                        "inputs": {"n_molecules": 3, "kinds": ["diffusion", "etkdg"], "diffusion_steps": [30, 200]}},
     }
     return validate_config(apply_overrides(raw, [f"{k}={v}" for k, v in overrides.items()]))
@@ -72,8 +72,10 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
 def test_force_field_baseline_and_mmff_relax_the_same_inputs(ray_session, tmp_path):
     cfg = tiny_morered(tmp_path, "ff", "joint", **{
         "objective.name": "force_field", "data.qm9.gfn2_labels": "{n_molecules: 6, n_perturbed: 1}",
-        "relaxation.samplers": "[fire, mmff]", "relaxation.max_steps": 30, "training.epochs": 2})
-    metrics = run_experiment(cfg, command="pytest", log=lambda m: None)
+        "relaxation.samplers": "[fire, mmff]", "relaxation.max_steps": 30, "training.epochs": 2,
+        "relaxation.energy_subset": 4})
+    log = []
+    metrics = run_experiment(cfg, command="pytest", log=log.append)
     meta = json.loads((cfg.run_dir / "checkpoints/final/meta.json").read_text())
     assert meta["config"]["objective"]["name"] == "force_field"
     for sampler in ("fire", "mmff"):
@@ -83,6 +85,25 @@ def test_force_field_baseline_and_mmff_relax_the_same_inputs(ray_session, tmp_pa
     # MMFF relaxes diffusion-perturbed DFT geometries back toward them (the graph comes from the target)
     mmff = pq.read_table(cfg.run_dir / "relaxed/mmff_seed0").to_pandas()
     assert (mmff[mmff.kind == "diffusion"].ratio < 1).mean() >= 0.5
+    # GFN2-xTB energies on the fixed subset: MMFF's structures sit far lower above the GFN2 minimum
+    # than the perturbed inputs; the targets' minima were relaxed once and shared by both samplers
+    relaxed, inputs = metrics["metrics"]["mmff_subset_median_energy_above_min"], metrics["noise_floor"]["mmff_subset_median_energy_above_min"]
+    assert np.isfinite(relaxed["mean"]) and relaxed["mean"] < 0.5 * inputs["mean"], (relaxed, inputs)
+    assert metrics["noise_floor"]["fire_subset_median_energy_above_min"] == inputs     # the same 4 inputs
+    assert sum("GFN2-xTB relaxation of" in m for m in log) == 1
+
+
+def test_energy_subset_is_drawn_from_the_ids_alone():
+    from moldiff.metrics.relaxation_energy import energy_stats, energy_subset_ids
+    ids = [f"m{i}-{k}" for i in range(20) for k in ("etkdg", "prior")]
+    kinds = [i.split("-")[1] for i in ids]
+    subset = energy_subset_ids(ids, kinds, 5, seed=3)
+    assert len(subset) == 5 and all(i.endswith("etkdg") for i in subset)
+    assert energy_subset_ids(ids[::-1], kinds[::-1], 5, seed=3) == subset          # any row order
+    assert energy_subset_ids(ids, kinds, 5, seed=4) != subset
+    assert len(energy_subset_ids(ids, kinds, 100)) == 20 and energy_subset_ids(ids, kinds, 0) == []
+    stats = energy_stats(np.array([1.0, np.nan, 3.0, 10.0]))
+    assert stats == {"median_energy_above_min": 3.0, "mean_energy_above_min": 14 / 3, "no_energy_fraction": 0.25}
 
 
 def test_morered_configs_fail_early(tmp_path):

@@ -503,6 +503,9 @@ class RelaxationConfig(_Section):
     num_actors: int = Field(2, ge=1, description="Ray actors, each with one model replica")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     inputs: RelaxationInputsConfig = RelaxationInputsConfig()
+    energy_subset: int = Field(50, ge=0, description="inputs (the same ids in every run: drawn from the ids with "
+                               "inputs.seed) whose relaxed structures get their GFN2-xTB energy above the GFN2 "
+                               "minimum nearest the DFT target in evaluate; 0: none (needs tblite)")
 
 
 class RayConfig(_Section):

@@ -273,6 +273,31 @@ def _generation_stats(rows: pa.Table, data: PreparedData, log, use_targets: bool
             "converged_fraction": float(converged.mean())}
 
 
+def _energy_subset(cfg: ExperimentConfig, data: PreparedData, rows: pa.Table, log) -> tuple[dict, dict]:
+    """GFN2-xTB energy above the minimum nearest the DFT target on the fixed subset of inputs
+    (``relaxation.energy_subset``): stats of the relaxed structures, and of the inputs themselves
+    (the no-relaxation comparison)."""
+    from .data.store import positions
+    from .metrics.relaxation_energy import energies_above_minimum, energy_stats, energy_subset_ids, reference_minima
+
+    wanted = set(energy_subset_ids(rows.column("id").to_pylist(), rows.column("kind").to_pylist(),
+                                   cfg.relaxation.energy_subset, cfg.relaxation.inputs.seed))
+    sub = rows.filter(pa.array([i in wanted for i in rows.column("id").to_pylist()]))
+    zs = [np.asarray(z) for z in sub.column("z").to_pylist()]
+    target_ids = sub.column("target_id").to_pylist()
+    targets = dict(zip(target_ids, zip(zs, positions(sub, "target"))))
+    cache = inputs_path(cfg, data)
+    minima = reference_minima(targets, cache.parent / f"{cache.name}-gfn2-minima.json", log)
+    relaxed = energies_above_minimum(zs, positions(sub), target_ids, minima,
+                                     [f in ("", "step_cap") for f in sub.column("failed").to_pylist()])
+    inputs = read_dataset(cache, validate=False)[0]
+    inputs = inputs.filter(pa.array([i in wanted for i in inputs.column("id").to_pylist()]))
+    order = {i: n for n, i in enumerate(inputs.column("id").to_pylist())}
+    start = positions(inputs)
+    unrelaxed = energies_above_minimum(zs, [start[order[i]] for i in sub.column("id").to_pylist()], target_ids, minima)
+    return energy_stats(relaxed), energy_stats(unrelaxed)
+
+
 TIME_CHECK_INDICES = (0, 10, 50, 100, 250, 500, 900)
 
 
@@ -349,6 +374,11 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
                 floor.update({f"{sampler}_{group}_median_ratio": 1.0, f"{sampler}_{group}_failure_fraction": 0.0,
                               f"{sampler}_{group}_median_rmsd_after": float(np.median(inputs)),
                               f"{sampler}_{group}_median_steps": 0.0, f"{sampler}_{group}_converged_fraction": 0.0})
+            if rx.energy_subset and "all" in groups:
+                relaxed, unrelaxed = _energy_subset(cfg, data, rows, log)
+                for stat, value in relaxed.items():
+                    per_seed[seed][f"{sampler}_subset_{stat}"] = value
+                    floor[f"{sampler}_subset_{stat}"] = unrelaxed[stat]
             if "prior" in labels:                # generation from noise: judged as molecules
                 generated = rows.take(pa.array(np.flatnonzero(labels == "prior")))
                 for stat, value in _generation_stats(generated, data, log).items():
@@ -361,14 +391,16 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
                 continue
             log(f"[evaluate] {sampler} seed {seed}: median ratio {s[f'{sampler}_all_median_ratio']:.3f}, failures "
                 f"{s[f'{sampler}_all_failure_fraction']:.3f}, median RMSD {s[f'{sampler}_all_median_rmsd_after']:.3f} A, "
-                f"median steps {s[f'{sampler}_all_median_steps']:.0f}")
+                f"median steps {s[f'{sampler}_all_median_steps']:.0f}"
+                + (f", median GFN2 energy above the minimum {s[f'{sampler}_subset_median_energy_above_min']:.1f} kcal/mol "
+                   f"(inputs {floor[f'{sampler}_subset_median_energy_above_min']:.1f})" if rx.energy_subset else ""))
     names = list(per_seed[rx.seeds[0]])
     metrics = {
         "experiment": cfg.name, "variant": cfg.variant, "seeds": list(rx.seeds), "n_samples": n_inputs,
         "n_reference": n_inputs, "n_noise_floor_set": n_inputs, "n_train": data.train_manifest.n_molecules,
         "reference_split": "unstable inputs made from QM9 test molecules; targets are their DFT geometries; "
                            "comparison column: no relaxation (ratio 1, the inputs' own RMSD)",
-        "units": {"rmsd": "Angstrom"},
+        "units": {"rmsd": "Angstrom", "energy_above_min": "kcal/mol (GFN2-xTB, above the GFN2 minimum nearest the DFT target)"},
         "metrics": {m: summary([per_seed[s][m] for s in rx.seeds]) for m in names},
         "noise_floor": {m: summary([floor[m]]) for m in names},
         "train_set": {m: floor[m] for m in names},
