@@ -1,0 +1,180 @@
+"""The MoreRed relaxation benchmark as one page: docs/results/morered.md and .json.
+
+    python benchmarks/publish_morered.py runs/morered_qm9_noise runs/morered_qm9 runs/morered_qm9_ff \
+        --time runs/morered_qm9_time [--name morered]
+
+Every run directory relaxed the same unstable inputs (the sample stage of each); its metrics.json
+holds ``<sampler>_<group>_<stat>`` for its samplers (ITP / AS from the noise run, JT from the joint
+run, FIRE and MMFF94 from the baseline run). The page: one row per sampler over all inputs, the
+median ratio and failure fraction per kind of input, the GFN2-xTB energies on the shared subset,
+generation from noise where a run had ``prior`` inputs, the time predictor's |k_hat - k|, each
+run's cost, the expected effect checked (MoreRed ITP or JT below the force field in median ratio
+and failure fraction), the throughput ratios of benchmarks/relax_throughput.py when published, the
+paper's numbers (benchmarks/paper_numbers.yaml) and notes (benchmarks/notes/<name>.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "platform"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from result_files import write_result  # noqa: E402
+
+SAMPLERS = {"itp": "MoreRed-ITP", "as": "MoreRed-AS", "jt": "MoreRed-JT", "ddpm": "DDPM (fixed schedule)",
+            "fire": "PaiNN force field + FIRE", "mmff": "MMFF94 (RDKit)"}
+STATS = ("median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction",
+         "median_energy_above_min", "mean_energy_above_min", "no_energy_fraction",
+         "validity", "uniqueness", "valid_and_unique", "novelty", "molecule_stability")
+KEY = re.compile(rf"^({'|'.join(SAMPLERS)})_(.+?)_({'|'.join(STATS)})$")
+MORERED_SAMPLERS = ("itp", "jt")       # the expected effect names ITP or JT against the force field
+
+
+def collect(runs: list[dict]) -> dict:
+    """{sampler: {group: {stat: {mean, std, n, floor}}}} over runs given as dicts with ``metrics``
+    (metrics.json), ``name``, ``seconds`` and ``command``; plus which run each sampler came from."""
+    table: dict = {}
+    source: dict = {}
+    for run in runs:
+        m = run["metrics"]
+        for key, s in m["metrics"].items():
+            match = KEY.match(key)
+            if not match:
+                continue
+            sampler, group, stat = match.groups()
+            if source.setdefault(sampler, run["name"]) != run["name"]:
+                raise ValueError(f"sampler {sampler} appears in two runs: {source[sampler]} and {run['name']}")
+            table.setdefault(sampler, {}).setdefault(group, {})[stat] = {
+                "mean": s["mean"], "std": s["std"], "n": len(s["per_seed"]), "floor": m["noise_floor"][key]["mean"]}
+    return {"table": table, "source": source}
+
+
+def _cell(s: dict | None, digits: int = 3) -> str:
+    if s is None:
+        return "–"
+    return f"{s['mean']:.{digits}f}" + (f" ± {s['std']:.{digits}f}" if s["n"] > 1 else "")
+
+
+def expected_effect(table: dict) -> list[str]:
+    """MoreRed (ITP or JT) below the force-field baseline in median ratio and in failure fraction."""
+    if "fire" not in table:
+        return ["The force-field baseline (fire) has not been run: the expected effect cannot be checked yet."]
+    ff = table["fire"]["all"]
+    lines = []
+    for sampler in (s for s in MORERED_SAMPLERS if s in table):
+        ours = table[sampler]["all"]
+        ratio = ours["median_ratio"]["mean"] < ff["median_ratio"]["mean"]
+        fail = ours["failure_fraction"]["mean"] < ff["failure_fraction"]["mean"]
+        lines.append(f"- {SAMPLERS[sampler]}: median ratio {ours['median_ratio']['mean']:.3f} vs the force field's "
+                     f"{ff['median_ratio']['mean']:.3f} ({'lower: met' if ratio else 'not lower: NOT met'}); failure "
+                     f"fraction {ours['failure_fraction']['mean']:.3f} vs {ff['failure_fraction']['mean']:.3f} "
+                     f"({'lower: met' if fail else 'not lower: NOT met'}).")
+    return lines or ["Neither MoreRed-ITP nor MoreRed-JT has been run: the expected effect cannot be checked yet."]
+
+
+def render(collected: dict, runs: list[dict], time_run: dict | None, throughput: list[dict] | None,
+           paper: dict | None) -> tuple[list[str], list[dict]]:
+    table, source = collected["table"], collected["source"]
+    samplers = [s for s in SAMPLERS if s in table and "all" in table[s]]
+    first = runs[0]["metrics"]
+    md = ["# MoreRed: relaxation by reverse diffusion on QM9 (our QM7-X stand-in)", "",
+          f"{first['n_samples']} unstable inputs per sampler ({first['reference_split']}); "
+          "seeds per run: " + ", ".join(f"{r['name']} {r['metrics']['seeds']}" for r in runs) + ". "
+          "Mean ± std over seeds where a run has several. Ratio = RMSD(relaxed, target) / RMSD(input, target), "
+          "both after Kabsch alignment; a failure is a ratio above 1. Comparison row: no relaxation.", "",
+          "## All inputs", "",
+          "| sampler | run | median ratio | failure fraction | median RMSD after (A) | median steps | converged | "
+          "GFN2 energy above min, median (kcal/mol) |", "|---|---|---|---|---|---|---|---|"]
+    for s in samplers:
+        a, sub = table[s]["all"], table[s].get("subset", {})
+        md.append(f"| {SAMPLERS[s]} | {source[s]} | {_cell(a.get('median_ratio'))} | {_cell(a.get('failure_fraction'))} | "
+                  f"{_cell(a.get('median_rmsd_after'))} | {_cell(a.get('median_steps'), 0)} | "
+                  f"{_cell(a.get('converged_fraction'))} | {_cell(sub.get('median_energy_above_min'), 2)} |")
+    if samplers:
+        a, sub = table[samplers[0]]["all"], table[samplers[0]].get("subset", {})
+        energy = f"{sub['median_energy_above_min']['floor']:.2f}" if "median_energy_above_min" in sub else "–"
+        md.append(f"| no relaxation (the inputs) | | 1 | 0 | {a['median_rmsd_after']['floor']:.3f} | 0 | | {energy} |")
+    kinds = sorted({g for s in samplers for g in table[s]} - {"all", "subset", "prior"})
+    for stat, title in (("median_ratio", "Median RMSD ratio by kind of input"),
+                        ("failure_fraction", "Failure fraction by kind of input")):
+        md += ["", f"## {title}", "", "| sampler | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+        for s in samplers:
+            md.append(f"| {SAMPLERS[s]} | " + " | ".join(_cell(table[s].get(k, {}).get(stat)) for k in kinds) + " |")
+        if samplers and stat == "median_ratio":
+            md.append("| input RMSD (A, median) | " + " | ".join(
+                f"{table[samplers[0]][k]['median_rmsd_after']['floor']:.3f}" if k in table[samplers[0]] else "–"
+                for k in kinds) + " |")
+    generated = [s for s in SAMPLERS if "prior" in table.get(s, {})]
+    if generated:
+        stats = ("validity", "uniqueness", "valid_and_unique", "novelty", "molecule_stability", "median_steps")
+        md += ["", "## Generation from noise (inputs of kind `prior`)", "",
+               "| sampler | " + " | ".join(stats) + " |", "|---|" + "---|" * len(stats)]
+        for s in generated:
+            md.append(f"| {SAMPLERS[s]} | " + " | ".join(_cell(table[s]["prior"].get(k)) for k in stats) + " |")
+        ref = table[generated[0]]["prior"]
+        md.append("| the test molecules themselves | " + " | ".join(
+            f"{ref[k]['floor']:.3f}" if k in ref and k != "median_steps" else "–" for k in stats) + " |")
+    if time_run:
+        tm = time_run["metrics"]["metrics"]
+        ks = sorted(tm, key=lambda k: int(k.rsplit("k", 1)[1]))
+        md += ["", f"## Time predictor ({time_run['name']}): mean abs(k_hat - k) in steps on "
+               f"{time_run['metrics']['n_samples']} validation molecules diffused to step k", "",
+               "| " + " | ".join(f"k = {k.rsplit('k', 1)[1]}" for k in ks) + " |", "|" + "---|" * len(ks),
+               "| " + " | ".join(f"{tm[k]['mean']:.1f}" for k in ks) + " |"]
+    md += ["", "## Expected effect", "", *expected_effect(table)]
+    md += ["", "## Cost", "", "| run | command | minutes per stage |", "|---|---|---|"]
+    for run in runs + ([time_run] if time_run else []):
+        md.append(f"| {run['name']} | `{run['command']}` | "
+                  + ", ".join(f"{k} {v / 60:.1f}" for k, v in run["seconds"].items()) + " |")
+    if throughput:
+        md += ["", "## Throughput (benchmarks/relax_throughput.py, ratios measured in one run)", "",
+               "| measurement | value |", "|---|---|"]
+        md += [f"| {r['metric']} | {r['mean']:.3g} |" for r in throughput]
+    if paper:
+        md += ["", "## The paper's numbers", "", f"Paper: {paper['source']}.", "", "| method | metric | value |",
+               "|---|---|---|"] + [f"| {r['method']} | {r['metric']} | {r['value']} |" for r in paper["rows"]]
+    records = [{"experiment": "morered", "variant": f"{s}/{g}", "metric": stat, "mean": v["mean"], "std": v["std"],
+                "n_seeds": v["n"], "n_samples": first["n_samples"], "noise_floor": v["floor"],
+                "command": next(r["command"] for r in runs if r["name"] == source[s])}
+               for s in table for g in table[s] for stat, v in table[s][g].items()]
+    return md, records
+
+
+def load_run(path: Path) -> dict:
+    from moldiff.experiment import stage_seconds
+
+    metrics_file = path / "metrics.json"
+    if not metrics_file.exists():
+        raise SystemExit(f"error: {metrics_file} not found (run the experiment's evaluate stage first)")
+    commands = [c for c in (path / "command.txt").read_text().splitlines() if c.strip()] \
+        if (path / "command.txt").exists() else []
+    return {"name": path.name, "metrics": json.loads(metrics_file.read_text()), "seconds": stage_seconds(path),
+            "command": commands[-1] if commands else "(not recorded)"}
+
+
+def main(argv=None) -> int:
+    import yaml
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="run directories that relaxed the inputs (noise, joint, baselines)")
+    p.add_argument("--time", default=None, help="the time predictor's run directory")
+    p.add_argument("--name", default="morered")
+    args = p.parse_args(argv)
+    runs = [load_run(Path(r)) for r in args.runs]
+    time_run = load_run(Path(args.time)) if args.time else None
+    throughput_file = ROOT / "docs" / "results" / "morered_throughput.json"
+    throughput = json.loads(throughput_file.read_text()) if throughput_file.exists() else None
+    paper = yaml.safe_load((ROOT / "benchmarks" / "paper_numbers.yaml").read_text()).get("morered")
+    md, records = render(collect(runs), runs, time_run, throughput, paper)
+    write_result(ROOT / "docs" / "results" / args.name, md, records)
+    print(f"wrote docs/results/{args.name}.md and .json ({len(records)} records)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

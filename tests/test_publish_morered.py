@@ -1,0 +1,51 @@
+"""The MoreRed results page: samplers from several runs merged into one table, the expected
+effect (ITP or JT below the force field in median ratio and failures) checked from the numbers."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from publish_morered import collect, expected_effect, render  # noqa: E402
+
+
+def run(name, values: dict, seeds=(0,)):
+    """A run whose metrics.json holds ``values`` ({key: per-seed list}) with the floors of no relaxation."""
+    def floor(key):
+        return 1.0 if key.endswith("median_ratio") else 0.4 if key.endswith("rmsd_after") else 0.0
+    return {"name": name, "command": f"python experiments/run.py {name}.yaml", "seconds": {"train": 600.0, "sample": 120.0},
+            "metrics": {"n_samples": 10, "seeds": list(seeds), "reference_split": "inputs from test molecules",
+                        "metrics": {k: {"mean": sum(v) / len(v), "std": 0.0, "per_seed": v} for k, v in values.items()},
+                        "noise_floor": {k: {"mean": floor(k)} for k in values}}}
+
+
+def relaxed(sampler, ratio, failures, kinds=("etkdg", "thermal")):
+    out = {}
+    for group in ("all", *kinds):
+        out.update({f"{sampler}_{group}_median_ratio": [ratio], f"{sampler}_{group}_failure_fraction": [failures],
+                    f"{sampler}_{group}_median_rmsd_after": [0.4 * ratio], f"{sampler}_{group}_median_steps": [50.0],
+                    f"{sampler}_{group}_converged_fraction": [1.0]})
+    return out
+
+
+def test_samplers_of_several_runs_merge_and_the_expected_effect_is_judged_on_the_numbers():
+    runs = [run("noise", {**relaxed("itp", 0.3, 0.05), **relaxed("as", 0.5, 0.2)}),
+            run("joint", relaxed("jt", 0.7, 0.4)),
+            run("ff", {**relaxed("fire", 0.6, 0.1), **relaxed("mmff", 0.9, 0.3)})]
+    collected = collect(runs)
+    assert collected["source"] == {"itp": "noise", "as": "noise", "jt": "joint", "fire": "ff", "mmff": "ff"}
+    assert collected["table"]["fire"]["thermal"]["median_ratio"]["mean"] == 0.6
+    effect = expected_effect(collected["table"])
+    assert "ITP: median ratio 0.300 vs the force field's 0.600 (lower: met)" in effect[0] and "0.050 vs 0.100 (lower: met)" in effect[0]
+    assert "0.700 vs the force field's 0.600 (not lower: NOT met)" in effect[1] and "0.400 vs 0.100 (not lower: NOT met)" in effect[1]
+    md, records = render(collected, runs, None, None, None)
+    text = "\n".join(md)
+    assert "| MoreRed-ITP | noise | 0.300 | 0.050 |" in text and "| no relaxation (the inputs) | | 1 | 0 | 0.400 |" in text
+    assert "| sampler | etkdg | thermal |" in text
+    assert len(records) == 5 * 3 * 5 and {r["variant"].split("/")[0] for r in records} == set(collected["source"])
+
+
+def test_without_the_baseline_the_effect_is_not_claimed_and_a_sampler_in_two_runs_is_an_error():
+    assert "cannot be checked" in expected_effect(collect([run("joint", relaxed("jt", 0.7, 0.4))])["table"])[0]
+    with pytest.raises(ValueError, match="sampler jt appears in two runs: a and b"):
+        collect([run("a", relaxed("jt", 0.7, 0.4)), run("b", relaxed("jt", 0.5, 0.4))])
