@@ -104,6 +104,23 @@ def _quiet_ray_train_reports() -> None:
         pass
 
 
+def _record_worker(run_dir: Path, rank: int, world: int, start_epoch: int) -> None:
+    """``<run_dir>/workers/rank<r>.json``: which process and node each rank runs in now (for
+    operators looking for a stuck or dead worker; rewritten when a restarted group resumes)."""
+    import json
+    import os
+    import socket
+
+    import ray
+
+    from ..atomic import write_text
+
+    (run_dir / "workers").mkdir(parents=True, exist_ok=True)
+    info = {"rank": rank, "world_size": world, "pid": os.getpid(), "host": socket.gethostname(),
+            "node_id": ray.get_runtime_context().get_node_id(), "start_epoch": start_epoch, "since": time.time()}
+    write_text(run_dir / "workers" / f"rank{rank}.json", json.dumps(info) + "\n")
+
+
 def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -172,6 +189,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         writer = SummaryWriter(str(Path(loop_config["run_dir"]) / "tensorboard"), purge_step=step or None)
         if start_epoch:
             print(f"[train] resuming from epoch {start_epoch} (step {step})", flush=True)
+    _record_worker(Path(loop_config["run_dir"]), rank, world, start_epoch)
     print_every = max(1, tc.epochs // 20)
     generator = torch.Generator(device=device)
     started = time.time()          # when this worker began training (not when its run was submitted)

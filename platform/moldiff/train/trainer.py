@@ -103,6 +103,8 @@ def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] 
         run_config=ray.train.RunConfig(
             name="train", storage_path=str(storage_path(cfg)),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.training.keep_checkpoints),
+            # a dead worker (lost node, killed process) restarts the group from the last checkpoint
+            failure_config=ray.train.FailureConfig(max_failures=cfg.training.max_failures),
         ),
         datasets={"train": dataset},
     )
