@@ -393,8 +393,9 @@ class TrainingConfig(_Section):
     report_every: int = Field(1, ge=1, description="epochs between reports to Ray Train (each is a barrier "
                               "across workers); epochs with a checkpoint always report")
     keep_checkpoints: int = Field(2, ge=1)
-    max_failures: int = Field(3, ge=-1, description="times Ray Train restarts the workers after one dies (a node "
-                              "lost, a process killed), each time from the last checkpoint; -1 = no limit")
+    max_failures: int = Field(0, ge=-1, description="times Ray Train restarts the workers after one dies (a node "
+                              "lost, a process killed, also an error in the training code), each time from the last checkpoint; -1 = no limit; "
+                              "0 (Ray's default) fails at once, which a deterministic bug should")
     augment_rotations: bool = Field(False, description="state vectors of particles: rotate every training "
                                     "state by a random rotation each step (approximate rotation invariance)")
     time_interval: Optional[list[float]] = Field(
