@@ -131,3 +131,44 @@ def test_every_shipped_study_and_sweep_is_valid(path, tmp_path):
 def _end_of(dist: dict, end: int):
     kind, values = next(iter(dist.items()))
     return values[end]
+
+
+def test_a_study_whose_driver_is_killed_resumes_without_losing_a_finished_trial(ray_session, tmp_path):
+    """The driver (``experiments/run.py --sweep``) is killed with SIGKILL as
+    soon as the first trial has reported (Tune may not have recorded it finished yet); running
+    the study again resumes it: the finished trial is kept as it was (trained, sampled and evaluated
+    once), the rest run, and the summary has both."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    path = write_spec(tmp_path, variants={"objective": {"dsm": {"objective.name": "dsm"},
+                                                        "psm": {"objective.name": "psm"}}},
+                      max_concurrent_trials=1, overrides={"ray.num_sampling_actors": 1})
+    out = tmp_path / "runs" / "tiny_study"
+    # a second driver on the session's cluster: killing it kills its Tune trials (it owns them)
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    driver = subprocess.Popen([sys.executable, str(root / "experiments" / "run.py"), "--sweep", str(path)],
+                              cwd=tmp_path, env=env, start_new_session=True,
+                              stdout=(tmp_path / "driver.log").open("w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 600
+        while not list(out.glob("*/tune_report_epochs*.json")):      # the trial's report, kept in its run dir
+            assert driver.poll() is None and time.time() < deadline, \
+                "the study ended before it could be killed:\n" + (tmp_path / "driver.log").read_text()[-3000:]
+            time.sleep(0.5)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finished = [p.parent for p in out.glob("*/tune_report_epochs*.json")]
+    assert len(finished) == 1 and not (out / "summary.json").exists()
+    log = []
+    summary = run_sweep(path, log=log.append)
+    assert any("[sweep] resuming" in m for m in log)
+    assert sorted(t["params"]["variant.objective"] for t in summary["trials"] if "metrics" in t) == ["dsm", "psm"]
+    stages = [r["stage"] for r in json.loads((finished[0] / "timings.json").read_text())]
+    assert stages.count("train") == 1 and stages.count("evaluate") == 1, f"the finished trial ran again: {stages}"

@@ -38,6 +38,7 @@ from typing import Any, Callable, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .atomic import write_text
 from .config import ConfigError, ExperimentConfig, absolute_paths, apply_overrides, load_raw, validate_config
 
 
@@ -195,6 +196,13 @@ def _trial(params: dict, base: dict, spec_raw: dict, output_dir: str) -> None:
     for budget in budgets:
         stage = trial_config(base, spec, params, name, Path(output_dir),
                              {"training.epochs": budget, "training.schedule_epochs": max(budgets)})
+        # a trial restarted after its driver died (Tune had not recorded it finished) replays the
+        # budgets it already reported instead of sampling and evaluating them again
+        kept = stage.run_dir / f"tune_report_epochs{budget}.json"
+        if kept.exists():
+            print(f"[sweep] {name}: budget {budget} already reported, replaying {kept}", flush=True)
+            tune.report(json.loads(kept.read_text()))
+            continue
         metrics = run_experiment(stage, command=f"sweep {spec.name} trial {name} params {json.dumps(params)}",
                                  log=lambda m: print(m, flush=True))
         report = {m: s["mean"] for m, s in metrics["metrics"].items()}
@@ -203,7 +211,9 @@ def _trial(params: dict, base: dict, spec_raw: dict, output_dir: str) -> None:
         # a study may compare variants that do not all have the ranking metric (a generator without a
         # property head in a study ranked on property MAE): NaN, ranked last, instead of a failed trial
         report.setdefault(spec.metric, math.nan)
-        tune.report({**report, "epochs": budget, "run_dir": str(stage.run_dir)})
+        report.update(epochs=budget, run_dir=str(stage.run_dir))
+        write_text(kept, json.dumps(report) + "\n")
+        tune.report(report)
 
 
 # Tune needs a non-empty bundle per trial; a driver that holds no CPU reserves this much memory
