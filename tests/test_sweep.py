@@ -23,6 +23,22 @@ def test_spec_errors_name_the_key(tmp_path):
         load_spec(write_spec(tmp_path, metricz="w2"))
 
 
+def test_optuna_takes_distributions_only(tmp_path):
+    with pytest.raises(ConfigError, match=r"search_alg optuna .* cannot run variants or grid entries \(training.lr\)"):
+        load_spec(write_spec(tmp_path, search_alg="optuna", search={"training.lr": {"grid": [1e-3, 1e-2]}}))
+
+
+def test_optuna_search_proposes_trials_and_writes_the_best_config(ray_session, tmp_path):
+    path = write_spec(tmp_path, search_alg="optuna", seed=0, num_samples=2, max_concurrent_trials=1,
+                      search={"training.lr": {"loguniform": [1e-4, 1e-2]}}, overrides={"ray.num_sampling_actors": 1})
+    summary = run_sweep(path, log=lambda m: None)
+    lrs = [t["params"]["training.lr"] for t in summary["trials"] if "metrics" in t]
+    assert len(lrs) == 2 and len(set(lrs)) == 2 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
+    from moldiff.config import load_config
+    best = load_config(tmp_path / "runs" / "tiny_study" / "best.yaml")
+    assert best.training.lr == summary["trials"][0]["params"]["training.lr"]
+
+
 def test_variants_expand_to_overrides_and_grid_points(tmp_path):
     spec, base = load_spec(write_spec(tmp_path, variants={
         "objective": {"dsm": {"objective.name": "dsm"},

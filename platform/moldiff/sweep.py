@@ -17,6 +17,7 @@ A sweep spec (YAML):
       objective.psm.t_p: {loguniform: [0.01, 0.2]}
       diffusion.sigma_min: {choice: [0.01, 0.03, 0.1]}
     num_samples: 4                                    # draws of the random parts (x the grid)
+    search_alg: basic                                 # or optuna (TPE; distributions only), with seed
     budgets: [100, 200, 375]                          # epochs at which a trial samples and reports
     scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
     max_concurrent_trials: 2
@@ -62,6 +63,10 @@ class SweepSpec(_Spec):
         default_factory=dict, description="named groups of overrides; the sweep runs the grid over every group"
     )
     num_samples: int = Field(1, ge=1)
+    search_alg: Literal["basic", "optuna"] = Field(
+        "basic", description="basic: Tune's grid and random draws; optuna: TPE proposals from the finished trials "
+        "(search distributions only, no grid entries or variants)")
+    seed: Optional[int] = Field(None, description="seed of the search algorithm's draws")
     budgets: Optional[list[int]] = Field(None, min_length=1)
     scheduler: Optional[SchedulerSpec] = None
     max_concurrent_trials: int = Field(2, ge=1)
@@ -101,6 +106,11 @@ def load_spec(path: str | Path, spec_overrides: list[str] | None = None,
     for key, dist in spec.search.items():
         if isinstance(dist, dict) and (len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS):
             raise ConfigError(f"{path}: search.{key}: give exactly one of {', '.join(DISTRIBUTIONS)}, got {dist}")
+    if spec.search_alg == "optuna":
+        grids = [k for k, d in spec.search.items() if isinstance(d, dict) and "grid" in d]
+        if spec.variants or grids:
+            raise ConfigError(f"{path}: search_alg optuna proposes values from distributions; it cannot run "
+                              f"variants or grid entries ({', '.join(list(spec.variants) + grids)})")
     if only:
         spec = restrict(spec, only, path)
     base = load_raw(path.parent / spec.base)
@@ -216,6 +226,15 @@ def _trial(params: dict, base: dict, spec_raw: dict, output_dir: str) -> None:
         tune.report(report)
 
 
+def search_algorithm(spec: SweepSpec):
+    """Tune's grid and random draws (seeded with ``seed``) or Optuna's TPE."""
+    if spec.search_alg == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+        return OptunaSearch(metric=spec.metric, mode=spec.mode, seed=spec.seed)
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+    return BasicVariantGenerator(random_state=spec.seed)
+
+
 # Tune needs a non-empty bundle per trial; a driver that holds no CPU reserves this much memory
 TRIAL_DRIVER_MEMORY = 64 * 2**20
 
@@ -281,7 +300,8 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
         tuner = tune.Tuner(
             trainable, param_space=param_space(spec),
             tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
-                                        max_concurrent_trials=spec.max_concurrent_trials, scheduler=scheduler),
+                                        max_concurrent_trials=spec.max_concurrent_trials, scheduler=scheduler,
+                                        search_alg=search_algorithm(spec)),
             run_config=tune.RunConfig(name=spec.name, storage_path=str(tune_dir)),
         )
     results = tuner.fit()
