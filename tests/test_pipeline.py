@@ -29,6 +29,10 @@ def test_run_directory_is_complete(ray_session, tiny_config):
     acc = EventAccumulator(str(run / "tensorboard"))
     acc.Reload()
     assert {"train/loss", "train/lr", "train/molecules_per_s"} <= set(acc.Tags()["scalars"])
+    # the evaluation beside them: sample-quality metrics with their floors, and the plots as images
+    assert {"eval/distance_tvd", "eval_noise_floor/distance_tvd", "eval/w2"} <= set(acc.Tags()["scalars"])
+    assert acc.Scalars("eval/distance_tvd")[-1].value == np.float32(saved["metrics"]["distance_tvd"]["mean"])
+    assert {"plots/hr", "plots/energy"} <= set(acc.Tags()["images"])
 
     # evaluation alone, again, from the run directory's own config and samples
     again = run_experiment(cfg, stages=["evaluate"], command="pytest", log=lambda m: None)

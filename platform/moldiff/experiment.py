@@ -134,6 +134,9 @@ def run_experiment(cfg: ExperimentConfig, stages: Iterable[str] = STAGES, comman
     if "evaluate" in stages:
         with clock("evaluate"):
             metrics = evaluate(cfg, data, run_dir, log)
+        from .dashboard import log_evaluation
+        n_images = log_evaluation(run_dir, metrics)
+        log(f"[evaluate] metrics and {n_images} plot(s) on TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
     return metrics
 
 
