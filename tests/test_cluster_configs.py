@@ -1,0 +1,114 @@
+"""The cluster files are parsed and checked against the package: Ray versions, images, the venv
+that the start commands use, the shared volume, and every experiment command in them (its config
+or study validates with its overrides, as `experiments/run.py` would)."""
+import shlex
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+from moldiff.cli import parse_args
+from moldiff.config import load_config
+from moldiff.sweep import load_spec, split_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER = ROOT / "cluster"
+LAUNCHERS = ["ray-cluster.yaml", "aws-gpu.yaml"]
+
+
+def docs(name):
+    return [d for d in yaml.safe_load_all((CLUSTER / name).read_text()) if d]
+
+
+def check_run_command(text: str) -> None:
+    """``python experiments/run.py ...`` inside a shell command: its config or study and overrides validate."""
+    words = shlex.split(text)
+    start = words.index("experiments/run.py") + 1
+    end = next((i for i in range(start, len(words)) if words[i] in ("&&", ";", "|")), len(words))
+    args = parse_args(words[start:end])
+    if args.sweep:
+        assert (ROOT / args.sweep).is_file(), args.sweep
+        overrides = ([args.config] if args.config else []) + args.overrides
+        spec_overrides, base_overrides = split_overrides(overrides)
+        load_spec(ROOT / args.sweep, spec_overrides, args.only)
+        from moldiff.config import apply_overrides, validate_config
+        _, base = load_spec(ROOT / args.sweep)
+        validate_config(apply_overrides(base, base_overrides))
+    else:
+        load_config(ROOT / args.config, args.overrides)
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_launcher_configs_start_ray_from_the_venv_they_install(name):
+    (cfg,) = docs(name)
+    assert cfg["cluster_name"] == "moldiff" and "/opt/moldiff" in cfg["file_mounts"]
+    setup = " ".join(cfg["setup_commands"])
+    assert "/opt/moldiff/.venv" in setup or "cd /opt/moldiff && python3.11 -m venv .venv" in setup
+    for cmd in cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]:
+        assert cmd.startswith("/opt/moldiff/.venv/bin/ray "), cmd
+    assert any("--head" in c for c in cfg["head_start_ray_commands"])
+    assert any("$RAY_HEAD_IP:6379" in c for c in cfg["worker_start_ray_commands"])
+    for requirement in (w for c in cfg["setup_commands"] for w in shlex.split(c) if w.startswith("requirements/")):
+        assert (ROOT / requirement).is_file(), requirement
+    assert "/shared" in setup, "a shared mount for runs and data"
+
+
+def test_aws_config_has_a_cpu_head_and_gpu_workers_on_the_pinned_ray():
+    (cfg,) = docs("aws-gpu.yaml")
+    types = cfg["available_node_types"]
+    assert types[cfg["head_node_type"]]["resources"]["CPU"] == 0
+    workers = [t for n, t in types.items() if n != cfg["head_node_type"]]
+    assert workers and all(t["resources"].get("GPU", 0) >= 1 for t in workers)
+    assert f"ray[default,train,tune,data]=={ray.__version__}" in " ".join(cfg["setup_commands"])
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for extra in ("md", "openmm", "qm9", "optuna"):
+        assert f"\n{extra} = [" in pyproject, extra
+    for line in cfg["setup_commands"]:
+        if "pip install torch==" in line:
+            assert "torch==2.13.0" in line                           # the version the CPU set pins
+
+
+def test_kuberay_cluster_and_job_match_the_package():
+    cluster = {d["kind"]: d for d in docs("kuberay/raycluster.yaml")}
+    spec = cluster["RayCluster"]["spec"]
+    assert spec["rayVersion"] == ray.__version__
+    pods = [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
+    claims = {cluster["PersistentVolumeClaim"]["metadata"]["name"]}
+    for pod in pods:
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        for container in pod["spec"]["containers"]:
+            assert f":{ray.__version__}-py311" in container["image"], container["image"]
+            for mount in container["volumeMounts"]:
+                assert mount["name"] in volumes and mount["mountPath"] == "/shared"
+        assert {v["persistentVolumeClaim"]["claimName"] for v in volumes.values()} <= claims
+    assert any(g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu")
+               for g in spec["workerGroupSpecs"])
+    (job,) = docs("kuberay/rayjob.yaml")
+    assert job["kind"] == "RayJob" and job["spec"]["clusterSelector"]["ray.io/cluster"] == cluster["RayCluster"]["metadata"]["name"]
+    assert f":{ray.__version__}-py311" in job["spec"]["submitterPodTemplate"]["spec"]["containers"][0]["image"]
+    assert "output_dir=/shared/" in job["spec"]["entrypoint"] and "data.root=/shared/" in job["spec"]["entrypoint"]
+    check_run_command(job["spec"]["entrypoint"])
+    assert yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]["OMP_NUM_THREADS"] == "1"
+
+
+def test_runtime_env_keeps_local_data_out_of_the_upload():
+    env = yaml.safe_load((CLUSTER / "runtime_env.yaml").read_text())
+    assert {".venv/", "data/", "runs/"} <= set(env["excludes"])
+    assert env["env_vars"]["OMP_NUM_THREADS"] == "1"
+
+
+def test_every_experiment_command_in_the_cluster_docs_validates():
+    commands = []
+    for path in [CLUSTER / "README.md", *CLUSTER.rglob("*.yaml")]:
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        text = "\n".join(line[1:] if line.startswith("#") else line for line in lines)   # YAML comments too
+        for line in text.replace("\\\n", " ").splitlines():
+            if "python experiments/run.py" in line and "<" not in line:      # not a placeholder like <run_dir>
+                commands.append((path.name, line[line.index("python experiments/run.py"):].split("`")[0]))
+    assert len(commands) >= 4
+    for name, command in commands:
+        try:
+            check_run_command(command)
+        except Exception as err:                    # name the file and the command
+            raise AssertionError(f"{name}: {command}: {err}") from err
