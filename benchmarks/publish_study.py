@@ -7,7 +7,8 @@ floor and the training set's own score; one h(r) plot per ``--group`` value with
 samples. Hand-written analysis comes from benchmarks/notes/<name>.md; the paper's numbers from
 benchmarks/paper_numbers.yaml. Several studies can be combined into one page (repeat the run dir);
 the parts of one study run with ``--only`` (e.g. runs/fp_muller_brown_study-diffusion-both and
-runs/fp_muller_brown_study-fokker_planck-mixture) are merged into one table.
+runs/fp_muller_brown_study-fokker_planck) are merged into one table. Besides the .md and .json, a
+.csv holds the same records for spreadsheets.
 """
 from __future__ import annotations
 
@@ -131,6 +132,17 @@ def floor_rows(rows: list[dict], groups: list[str], metrics_shown: list[str]) ->
     return out
 
 
+def write_csv(path: Path, records: list[dict]) -> None:
+    """The records as a spreadsheet: one row per cell (variant) and metric, mean ± std over seeds."""
+    import csv
+
+    fields = list(dict.fromkeys(k for r in records for k in r))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(records)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study_dirs", nargs="+")
@@ -216,7 +228,8 @@ def main(argv=None) -> int:
         md += [notes.read_text().strip(), ""]
     (out / f"{args.name}.md").write_text("\n".join(md) + "\n")
     (out / f"{args.name}.json").write_text(json.dumps(records, indent=2) + "\n")
-    print(f"wrote {out / (args.name + '.md')} and .json ({len(records)} records)")
+    write_csv(out / f"{args.name}.csv", records)
+    print(f"wrote {out / (args.name + '.md')}, .json and .csv ({len(records)} records)")
     return 0
 
 
