@@ -170,7 +170,8 @@ def main(argv=None) -> int:
         metrics_shown = [m for m in SHOWN if any(m in r["metrics"]["metrics"] for r in rows)]
         md += [f"## {name}", "",
                f"Command: `python experiments/run.py --sweep <spec of {name}>`"
-               + (f", in {len(parts)} parts with `--only`" if len(parts) > 1 or sweep["spec"].get("part_of") else "")
+               + (f" with `--only`, run in parts ({', '.join(p.name for p in parts)})"
+                  if len(parts) > 1 or sweep["spec"].get("part_of") else "")
                + f" (spec and resolved base config: {', '.join(f'`{p.name}/sweep.yaml`' for p in parts)}; each trial's "
                "run directory holds its config, command, samples and metrics).", "",
                (f"Mean ± std over the {args.aggregate} values {rows[0]['metrics']['seeds']} (one trial each, "
