@@ -29,7 +29,7 @@ from moldiff.data.sources import prepare_data  # noqa: E402
 from moldiff.data.store import read_dataset, stacked_positions  # noqa: E402
 from moldiff.evaluation import split_reference  # noqa: E402
 from moldiff.experiment import load_samples, stage_seconds  # noqa: E402
-from moldiff.plots import plot_hr_variants  # noqa: E402
+from moldiff.plots import plot_hr_variants, plot_study_metric  # noqa: E402
 from publish_results import paper_table  # noqa: E402
 
 SHOWN = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "stable_fraction",
@@ -200,6 +200,14 @@ def main(argv=None) -> int:
                                 "train_set": m["train_set"][k], "command": r["command"],
                                 "train_seconds": r["seconds"].get("train"), "sample_seconds": r["seconds"].get("sample")})
         md += [*floor_rows(rows, groups, metrics_shown), ""]
+        ranked = sweep["spec"]["metric"]
+        if any(ranked in r["metrics"]["metrics"] for r in rows):     # the study's metric, every cell, every seed
+            cells = [r for r in rows if ranked in r["metrics"]["metrics"]]
+            img = out / "img" / f"{args.name}_{name}_{ranked}.png"
+            plot_study_metric(img, ["/".join(r["variants"].values()) for r in cells],
+                              [r["metrics"]["metrics"][ranked]["per_seed"] for r in cells],
+                              cells[0]["metrics"]["noise_floor"][ranked]["mean"], ranked, name)
+            md += [f"![{ranked} per variant]({'img/' + img.name})", ""]
         for r in rows:                       # state-vector runs: their free-energy maps (iid vs simulation)
             fe = r["run"] / "plots" / "free_energy.png"
             if fe.exists():

@@ -102,3 +102,25 @@ def plot_free_energy_maps(path: Path, sets: dict[str, np.ndarray], limits, kT_la
         fig.suptitle(title, fontsize=10, y=1.02)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+def plot_study_metric(path: Path, labels: list[str], per_seed: list[list[float]], floor: Optional[float],
+                      metric: str, title: str):
+    """One bar per study cell (mean over its seeds, error bar: std), every seed as a dot, and the
+    noise floor as a line: an ablation's table at a glance."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(labels) + 1.5), 3.6))
+    x = np.arange(len(labels))
+    means = [float(np.mean(v)) for v in per_seed]
+    stds = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in per_seed]
+    ax.bar(x, means, yerr=stds, capsize=4, color="tab:blue", alpha=0.6, label="mean ± std over seeds")
+    for xi, values in zip(x, per_seed):
+        ax.plot(np.full(len(values), xi), values, "o", color="black", ms=3)
+    if floor is not None and np.isfinite(floor):
+        ax.axhline(floor, color="tab:red", ls="--", lw=1, label=f"noise floor {floor:.3g}")
+    ax.set_xticks(x, labels, rotation=30, ha="right")
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
