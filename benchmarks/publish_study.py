@@ -30,6 +30,7 @@ from moldiff.data.store import read_dataset, stacked_positions  # noqa: E402
 from moldiff.evaluation import split_reference  # noqa: E402
 from moldiff.experiment import load_samples, stage_seconds  # noqa: E402
 from moldiff.plots import plot_hr_variants, plot_study_metric  # noqa: E402
+from expectations import checks_for, judge  # noqa: E402
 from publish_results import paper_table  # noqa: E402
 
 SHOWN = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "stable_fraction",
@@ -200,6 +201,12 @@ def main(argv=None) -> int:
                                 "train_set": m["train_set"][k], "command": r["command"],
                                 "train_seconds": r["seconds"].get("train"), "sample_seconds": r["seconds"].get("sample")})
         md += [*floor_rows(rows, groups, metrics_shown), ""]
+        if checks_for(args.name):
+            cells = {"/".join(r["variants"][g] for g in groups): {
+                "metrics": {k: v["mean"] for k, v in r["metrics"]["metrics"].items()},
+                "floor": {k: v["mean"] for k, v in r["metrics"]["noise_floor"].items()}} for r in rows}
+            md += [f"Expected effect (the issue's), judged from this table (`benchmarks/expected_effects.yaml`):", "",
+                   *judge(cells, checks_for(args.name)), ""]
         ranked = sweep["spec"]["metric"]
         if any(ranked in r["metrics"]["metrics"] for r in rows):     # the study's metric, every cell, every seed
             cells = [r for r in rows if ranked in r["metrics"]["metrics"]]
