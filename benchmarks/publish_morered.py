@@ -1,7 +1,7 @@
 """The MoreRed relaxation benchmark as one page: docs/results/morered.md and .json.
 
     python benchmarks/publish_morered.py runs/morered_qm9_noise runs/morered_qm9 runs/morered_qm9_ff \
-        --time runs/morered_qm9_time [--name morered]
+        runs/morered_qm9_generation --time runs/morered_qm9_time [--name morered]
 
 Every run directory relaxed the same unstable inputs (the sample stage of each); its metrics.json
 holds ``<sampler>_<group>_<stat>`` for its samplers (ITP / AS from the noise run, JT from the joint
@@ -37,7 +37,8 @@ MORERED_SAMPLERS = ("itp", "jt")       # the expected effect names ITP or JT aga
 
 def collect(runs: list[dict]) -> dict:
     """{sampler: {group: {stat: {mean, std, n, floor}}}} over runs given as dicts with ``metrics``
-    (metrics.json), ``name``, ``seconds`` and ``command``; plus which run each sampler came from."""
+    (metrics.json), ``name``, ``seconds`` and ``command``; plus which run each (sampler, group) came
+    from."""
     table: dict = {}
     source: dict = {}
     for run in runs:
@@ -47,8 +48,10 @@ def collect(runs: list[dict]) -> dict:
             if not match:
                 continue
             sampler, group, stat = match.groups()
-            if source.setdefault(sampler, run["name"]) != run["name"]:
-                raise ValueError(f"sampler {sampler} appears in two runs: {source[sampler]} and {run['name']}")
+            # a sampler may relax in one run and generate in another, but each (sampler, inputs) once
+            if source.setdefault((sampler, group), run["name"]) != run["name"]:
+                raise ValueError(f"sampler {sampler} on {group} inputs appears in two runs: "
+                                 f"{source[(sampler, group)]} and {run['name']}")
             table.setdefault(sampler, {}).setdefault(group, {})[stat] = {
                 "mean": s["mean"], "std": s["std"], "n": len(s["per_seed"]), "floor": m["noise_floor"][key]["mean"]}
     return {"table": table, "source": source}
@@ -92,7 +95,7 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
           "GFN2 energy above min, median (kcal/mol) |", "|---|---|---|---|---|---|---|---|"]
     for s in samplers:
         a, sub = table[s]["all"], table[s].get("subset", {})
-        md.append(f"| {SAMPLERS[s]} | {source[s]} | {_cell(a.get('median_ratio'))} | {_cell(a.get('failure_fraction'))} | "
+        md.append(f"| {SAMPLERS[s]} | {source[(s, 'all')]} | {_cell(a.get('median_ratio'))} | {_cell(a.get('failure_fraction'))} | "
                   f"{_cell(a.get('median_rmsd_after'))} | {_cell(a.get('median_steps'), 0)} | "
                   f"{_cell(a.get('converged_fraction'))} | {_cell(sub.get('median_energy_above_min'), 2)} |")
     if samplers:
@@ -113,11 +116,12 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
     if generated:
         stats = ("validity", "uniqueness", "valid_and_unique", "novelty", "molecule_stability", "median_steps")
         md += ["", "## Generation from noise (inputs of kind `prior`)", "",
-               "| sampler | " + " | ".join(stats) + " |", "|---|" + "---|" * len(stats)]
+               "| sampler | run | " + " | ".join(stats) + " |", "|---|---|" + "---|" * len(stats)]
         for s in generated:
-            md.append(f"| {SAMPLERS[s]} | " + " | ".join(_cell(table[s]["prior"].get(k)) for k in stats) + " |")
+            md.append(f"| {SAMPLERS[s]} | {source[(s, 'prior')]} | "
+                      + " | ".join(_cell(table[s]["prior"].get(k)) for k in stats) + " |")
         ref = table[generated[0]]["prior"]
-        md.append("| the test molecules themselves | " + " | ".join(
+        md.append("| the test molecules themselves | | " + " | ".join(
             f"{ref[k]['floor']:.3f}" if k in ref and k != "median_steps" else "–" for k in stats) + " |")
     if time_run:
         tm = time_run["metrics"]["metrics"]
@@ -140,7 +144,7 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
                "|---|---|---|"] + [f"| {r['method']} | {r['metric']} | {r['value']} |" for r in paper["rows"]]
     records = [{"experiment": "morered", "variant": f"{s}/{g}", "metric": stat, "mean": v["mean"], "std": v["std"],
                 "n_seeds": v["n"], "n_samples": first["n_samples"], "noise_floor": v["floor"],
-                "command": next(r["command"] for r in runs if r["name"] == source[s])}
+                "command": next(r["command"] for r in runs if r["name"] == source[(s, g)])}
                for s in table for g in table[s] for stat, v in table[s][g].items()]
     return md, records
 

@@ -67,6 +67,17 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
     assert joint_metrics["noise_floor"]["jt_prior_validity"]["mean"] >= 0.5     # the test molecules themselves
     saved = json.loads((noise.run_dir / "metrics.json").read_text())
     assert saved["noise_floor"]["itp_all_median_ratio"]["mean"] == 1.0
+    # generation from the noise run's model in a run directory of its own (sampling.checkpoint):
+    # nothing trained there, DDPM and AS judged as molecules
+    gen = tiny_morered(tmp_path, "gen", "noise", **{
+        "sampling.checkpoint": str(noise.run_dir), "relaxation.samplers": "[ddpm, as]",
+        "relaxation.time_run": str(time_cfg.run_dir), "relaxation.inputs.kinds": "[prior]"})
+    log.clear()
+    generated = run_experiment(gen, command="pytest", log=log.append)
+    assert any("[train] skipped" in m for m in log) and not (gen.run_dir / "checkpoints").exists()
+    for sampler in ("ddpm", "as"):
+        assert np.isfinite(generated["metrics"][f"{sampler}_prior_validity"]["mean"])
+    assert pq.read_table(gen.run_dir / "relaxed/ddpm_seed0").num_rows == 3
 
 
 def test_force_field_baseline_and_mmff_relax_the_same_inputs(ray_session, tmp_path):

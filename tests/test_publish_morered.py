@@ -33,7 +33,8 @@ def test_samplers_of_several_runs_merge_and_the_expected_effect_is_judged_on_the
             run("joint", relaxed("jt", 0.7, 0.4)),
             run("ff", {**relaxed("fire", 0.6, 0.1), **relaxed("mmff", 0.9, 0.3)})]
     collected = collect(runs)
-    assert collected["source"] == {"itp": "noise", "as": "noise", "jt": "joint", "fire": "ff", "mmff": "ff"}
+    assert {s: r for (s, g), r in collected["source"].items() if g == "all"} == {
+        "itp": "noise", "as": "noise", "jt": "joint", "fire": "ff", "mmff": "ff"}
     assert collected["table"]["fire"]["thermal"]["median_ratio"]["mean"] == 0.6
     effect = expected_effect(collected["table"])
     assert "ITP: median ratio 0.300 vs the force field's 0.600 (lower: met)" in effect[0] and "0.050 vs 0.100 (lower: met)" in effect[0]
@@ -42,10 +43,20 @@ def test_samplers_of_several_runs_merge_and_the_expected_effect_is_judged_on_the
     text = "\n".join(md)
     assert "| MoreRed-ITP | noise | 0.300 | 0.050 |" in text and "| no relaxation (the inputs) | | 1 | 0 | 0.400 |" in text
     assert "| sampler | etkdg | thermal |" in text
-    assert len(records) == 5 * 3 * 5 and {r["variant"].split("/")[0] for r in records} == set(collected["source"])
+    assert len(records) == 5 * 3 * 5 and {r["variant"].split("/")[0] for r in records} == {"itp", "as", "jt", "fire", "mmff"}
+
+
+def test_generation_from_its_own_run_joins_the_page():
+    generated = {f"{s}_prior_{k}": [v] for s in ("ddpm", "as")
+                 for k, v in (("validity", 0.8), ("uniqueness", 0.9), ("median_steps", 1000.0))}
+    runs = [run("noise", relaxed("as", 0.5, 0.2)), run("generation", generated)]
+    collected = collect(runs)
+    assert collected["source"][("as", "all")] == "noise" and collected["source"][("as", "prior")] == "generation"
+    text = "\n".join(render(collected, runs, None, None, None)[0])
+    assert "| MoreRed-AS | generation | 0.800 | 0.900 |" in text and "| DDPM (fixed schedule) | generation |" in text
 
 
 def test_without_the_baseline_the_effect_is_not_claimed_and_a_sampler_in_two_runs_is_an_error():
     assert "cannot be checked" in expected_effect(collect([run("joint", relaxed("jt", 0.7, 0.4))])["table"])[0]
-    with pytest.raises(ValueError, match="sampler jt appears in two runs: a and b"):
+    with pytest.raises(ValueError, match="sampler jt on all inputs appears in two runs: a and b"):
         collect([run("a", relaxed("jt", 0.7, 0.4)), run("b", relaxed("jt", 0.5, 0.4))])

@@ -417,6 +417,10 @@ class SamplingConfig(_Section):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     batch_size: int = Field(250, ge=1, description="molecules per actor call")
     use_ema: bool = True
+    checkpoint: Optional[str] = Field(
+        None, description="sample from this run directory's final checkpoint (or this checkpoint directory) "
+        "instead of training here: another sampler, other inputs or more samples from a trained model, "
+        "in a run directory of its own")
 
 
 class ExpertsConfig(_Section):
@@ -735,7 +739,7 @@ def load_raw(path: str | Path, _chain: tuple = ()) -> dict:
 
 
 PATH_KEYS = (("output_dir",), ("data", "root"), ("data", "npz", "path"), ("data", "parquet", "path"),
-             ("ray", "storage_path"))
+             ("ray", "storage_path"), ("sampling", "checkpoint"), ("relaxation", "time_run"))
 
 
 def absolute_paths(raw: dict, base: Path | None = None) -> dict:

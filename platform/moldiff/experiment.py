@@ -112,6 +112,14 @@ def run_experiment(cfg: ExperimentConfig, stages: Iterable[str] = STAGES, comman
     with clock("data"):
         data = prepare_data(cfg.data, log)
     final = run_dir / "checkpoints" / "final"
+    if cfg.sampling.checkpoint:                 # a trained model from elsewhere: nothing to train here
+        given = Path(cfg.sampling.checkpoint).expanduser()
+        final = given / "checkpoints" / "final" if (given / "checkpoints" / "final").is_dir() else given
+        if not (final / "meta.json").is_file():
+            raise FileNotFoundError(f"sampling.checkpoint: {final} holds no trained model (no meta.json)")
+        if "train" in stages:
+            log(f"[train] skipped: sampling from {final} (sampling.checkpoint)")
+        stages = [s for s in stages if s != "train"]
     if "train" in stages:
         from .train.experts import train_experts
         from .train.trainer import train
