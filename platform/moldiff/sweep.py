@@ -232,7 +232,9 @@ def search_algorithm(spec: SweepSpec):
         from ray.tune.search.optuna import OptunaSearch
         return OptunaSearch(metric=spec.metric, mode=spec.mode, seed=spec.seed)
     from ray.tune.search.basic_variant import BasicVariantGenerator
-    return BasicVariantGenerator(random_state=spec.seed)
+    # given explicitly, the generator must carry the concurrency limit itself: Tune ignores
+    # max_concurrent_trials for a generator it did not make
+    return BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent_trials)
 
 
 # Tune needs a non-empty bundle per trial; a driver that holds no CPU reserves this much memory
