@@ -273,10 +273,12 @@ def _generation_stats(rows: pa.Table, data: PreparedData, log, use_targets: bool
             "converged_fraction": float(converged.mean())}
 
 
-def _energy_subset(cfg: ExperimentConfig, data: PreparedData, rows: pa.Table, log) -> tuple[dict, dict]:
+def _energy_subset(cfg: ExperimentConfig, data: PreparedData, rows: pa.Table, log,
+                   inputs_stats: dict) -> tuple[dict, dict]:
     """GFN2-xTB energy above the minimum nearest the DFT target on the fixed subset of inputs
     (``relaxation.energy_subset``): stats of the relaxed structures, and of the inputs themselves
-    (the no-relaxation comparison)."""
+    (the no-relaxation comparison; the same subset for every sampler, so computed once into
+    ``inputs_stats``)."""
     from .data.store import positions
     from .metrics.relaxation_energy import energies_above_minimum, energy_stats, energy_subset_ids, reference_minima
 
@@ -290,12 +292,14 @@ def _energy_subset(cfg: ExperimentConfig, data: PreparedData, rows: pa.Table, lo
     minima = reference_minima(targets, cache.parent / f"{cache.name}-gfn2-minima.json", log)
     relaxed = energies_above_minimum(zs, positions(sub), target_ids, minima,
                                      [f in ("", "step_cap") for f in sub.column("failed").to_pylist()])
-    inputs = read_dataset(cache, validate=False)[0]
-    inputs = inputs.filter(pa.array([i in wanted for i in inputs.column("id").to_pylist()]))
-    order = {i: n for n, i in enumerate(inputs.column("id").to_pylist())}
-    start = positions(inputs)
-    unrelaxed = energies_above_minimum(zs, [start[order[i]] for i in sub.column("id").to_pylist()], target_ids, minima)
-    return energy_stats(relaxed), energy_stats(unrelaxed)
+    if not inputs_stats:
+        inputs = read_dataset(cache, validate=False)[0]
+        inputs = inputs.filter(pa.array([i in wanted for i in inputs.column("id").to_pylist()]))
+        order = {i: n for n, i in enumerate(inputs.column("id").to_pylist())}
+        start = positions(inputs)
+        inputs_stats.update(energy_stats(energies_above_minimum(
+            zs, [start[order[i]] for i in sub.column("id").to_pylist()], target_ids, minima)))
+    return energy_stats(relaxed), inputs_stats
 
 
 TIME_CHECK_INDICES = (0, 10, 50, 100, 250, 500, 900)
@@ -352,6 +356,7 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
     rx = cfg.relaxation
     per_seed: dict[int, dict] = {s: {} for s in rx.seeds}
     floor: dict[str, float] = {}
+    inputs_energy: dict[str, float] = {}     # the inputs' own energies: one subset for every sampler
     n_inputs = 0
     for sampler in rx.samplers:
         for seed in rx.seeds:
@@ -375,7 +380,7 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
                               f"{sampler}_{group}_median_rmsd_after": float(np.median(inputs)),
                               f"{sampler}_{group}_median_steps": 0.0, f"{sampler}_{group}_converged_fraction": 0.0})
             if rx.energy_subset and "all" in groups:
-                relaxed, unrelaxed = _energy_subset(cfg, data, rows, log)
+                relaxed, unrelaxed = _energy_subset(cfg, data, rows, log, inputs_energy)
                 for stat, value in relaxed.items():
                     per_seed[seed][f"{sampler}_subset_{stat}"] = value
                     floor[f"{sampler}_subset_{stat}"] = unrelaxed[stat]
