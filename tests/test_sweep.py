@@ -37,6 +37,7 @@ def test_optuna_search_proposes_trials_and_writes_the_best_config(ray_session, t
     from moldiff.config import load_config
     best = load_config(tmp_path / "runs" / "tiny_study" / "best.yaml")
     assert best.training.lr == summary["trials"][0]["params"]["training.lr"]
+    assert best.description.startswith(f"Best trial {summary['trials'][0]['trial']} of sweep tiny_study")
 
 
 def test_variants_expand_to_overrides_and_grid_points(tmp_path):
@@ -120,6 +121,20 @@ def test_study_runs_trials_in_stages_and_reevaluates_finalists(ray_session, tmp_
     assert best.objective.name == saved["trials"][0]["overrides"]["objective.name"]
     assert best.ray.num_sampling_actors == 1                                # the study's own overrides too
     assert (out / "summary.md").read_text().startswith("| trial |")
+    # the results page: the ranking metric of every trial at both budgets, the finalist in full
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from publish_sweep import main as publish
+    publish([str(out), "--output-dir", str(tmp_path / "results")])
+    records = json.loads((tmp_path / "results" / "tiny_study.json").read_text())
+    metric = saved["metric"]
+    for trial in saved["trials"]:
+        rungs = {r["metric"]: r["mean"] for r in records if r["variant"] == trial["trial"] and "@" in r["metric"]}
+        assert set(rungs) == {f"{metric}@1_epochs", f"{metric}@2_epochs"}
+        assert rungs[f"{metric}@2_epochs"] == trial["metrics"][metric]
+    assert {r["metric"] for r in records if r["variant"] == final["trial"] and "@" not in r["metric"]} == set(final["metrics"])
+    page = (tmp_path / "results" / "tiny_study.md").read_text()
+    assert f"Command: `python experiments/run.py --sweep {path}`" in page and "| 1 epochs | 2 epochs |" in page
 
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]

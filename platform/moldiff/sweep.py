@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
@@ -221,7 +222,9 @@ def _trial(params: dict, base: dict, spec_raw: dict, output_dir: str) -> None:
         # a study may compare variants that do not all have the ranking metric (a generator without a
         # property head in a study ranked on property MAE): NaN, ranked last, instead of a failed trial
         report.setdefault(spec.metric, math.nan)
-        report.update(epochs=budget, run_dir=str(stage.run_dir))
+        # what the metrics were computed on: the generated samples, or without sampling the evaluation set
+        report.update(epochs=budget, run_dir=str(stage.run_dir),
+                      n_samples=metrics.get("n_samples") or metrics.get("n_reference"))
         write_text(kept, json.dumps(report) + "\n")
         tune.report(report)
 
@@ -268,6 +271,7 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
     from .experiment import run_experiment
     from .runtime import connect
 
+    started = time.time()
     spec, base = load_spec(spec_path, spec_overrides, only)
     # trials run with the trial directory as working directory: make every path absolute here
     base = absolute_paths(apply_overrides(base, base_overrides or []))
@@ -275,6 +279,9 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
     out = Path(probe.output_dir).resolve() / spec.name
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.yaml").write_text(yaml.safe_dump({"spec": spec.model_dump(mode="json"), "base": base}, sort_keys=False))
+    with open(out / "command.txt", "a") as fh:      # for the results page (benchmarks/publish_sweep.py)
+        fh.write(" ".join(["python experiments/run.py --sweep", str(spec_path), *(overrides or []),
+                           *(f"--only {o}" for o in only or [])]) + "\n")
     connect(probe.ray)
     # datasets first, once per distinct data section and in parallel (each launches its own Ray
     # tasks); trials then find them in the cache
@@ -335,7 +342,8 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
         write_best_config(out / "best.yaml", base, spec, done[0], Path(probe.output_dir))
         log(f"[sweep] best trial {done[0]['trial']} as a ready-to-run config: {out / 'best.yaml'}")
     failed = [r for r in rows if "error" in r]
-    summary = {"name": spec.name, "metric": spec.metric, "mode": spec.mode, "trials": done + failed, "finalists": finals}
+    summary = {"name": spec.name, "metric": spec.metric, "mode": spec.mode, "trials": done + failed, "finalists": finals,
+               "seconds": round(time.time() - started, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (out / "summary.md").write_text(summary_table(summary) + "\n")
     log(f"[sweep] {len(done)} trial(s) finished, {len(rows) - len(done)} failed; summary in {out / 'summary.md'}\n"
@@ -351,6 +359,9 @@ def write_best_config(path: Path, base: dict, spec: SweepSpec, best: dict, outpu
 
     cfg = trial_config(base, spec, best["params"], f"{spec.name}_best", output_dir,
                        {"training.epochs": best["epochs"], "training.schedule_epochs": max(spec.budgets or [best["epochs"]])})
+    # the base description would still name the base config's knobs, which the overrides changed
+    cfg.description = (f"Best trial {best['trial']} of sweep {spec.name}, overrides {json.dumps(best['overrides'])} "
+                       f"over: {cfg.description}")
     header = (f"# best trial of sweep {spec.name}: {best['trial']} ({spec.metric} {best['metrics'][spec.metric]:.6g}, "
               f"{spec.mode}imised)\n# overrides over the base config: {json.dumps(best['overrides'])}\n"
               f"#   python experiments/run.py {path}\n")
