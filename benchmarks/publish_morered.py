@@ -158,7 +158,8 @@ def load_run(path: Path) -> dict:
     commands = [c for c in (path / "command.txt").read_text().splitlines() if c.strip()] \
         if (path / "command.txt").exists() else []
     return {"name": path.name, "metrics": json.loads(metrics_file.read_text()), "seconds": stage_seconds(path),
-            "command": commands[-1] if commands else "(not recorded)"}
+            # a run trained and relaxed in separate invocations: every one of them, in order
+            "command": " && ".join(dict.fromkeys(commands)) if commands else "(not recorded)"}
 
 
 def main(argv=None) -> int:

@@ -111,7 +111,13 @@ class RelaxBatch:
         keys = [int(hashlib.sha256(i.encode()).hexdigest()[:12], 16) for i in ids]
         relaxer = ContinuousRelaxer(self.model, RelaxSettings(self.sampler, self.settings["max_steps"],
                                                               self.settings["k_min"]), self.slots, self.seed)
-        results = sorted(relaxer.relax(zip(zs, starts), keys), key=lambda r: r.index)
+        results, t0 = [], time.time()
+        for r in relaxer.relax(zip(zs, starts), keys):
+            results.append(r)
+            if len(results) % self.slots == 0:      # a batch can take minutes: report within it
+                print(f"[relax {self.sampler}] {len(results)}/{len(ids)} of this batch in {time.time() - t0:.0f}s "
+                      f"({relaxer.model_steps} model steps)", flush=True)
+        results.sort(key=lambda r: r.index)
         return [(r.pos, r.n_steps, r.converged, r.failed, r.first_index) for r in results]
 
     def _fire(self, ids, zs, starts, targets) -> list[tuple]:
@@ -120,7 +126,7 @@ class RelaxBatch:
         from .data.batch import from_arrays
         from .sampling.fire import FireSettings, fire_relax
 
-        out = []
+        out, t0 = [], time.time()
         settings = FireSettings(fmax=self.settings["fmax"], max_steps=self.settings["max_steps"])
         for lo in range(0, len(zs), self.slots):
             chunk = slice(lo, lo + self.slots)
@@ -139,6 +145,7 @@ class RelaxBatch:
                 steps, done = int(res.n_steps[j]), bool(res.converged[j])
                 failed = "" if done else ("step_cap" if steps >= settings.max_steps else "nonfinite")
                 out.append((res.pos[bounds[j]:bounds[j + 1]].numpy(), steps, done, failed, -1))
+            print(f"[relax fire] {len(out)}/{len(zs)} of this batch in {time.time() - t0:.0f}s", flush=True)
         return out
 
     def _mmff(self, ids, zs, starts, targets) -> list[tuple]:
