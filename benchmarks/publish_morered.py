@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "platform"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from result_files import write_result  # noqa: E402
+from result_files import recorded_command, write_result  # noqa: E402
 
 SAMPLERS = {"itp": "MoreRed-ITP", "as": "MoreRed-AS", "jt": "MoreRed-JT", "ddpm": "DDPM (fixed schedule)",
             "fire": "PaiNN force field + FIRE", "mmff": "MMFF94 (RDKit)"}
@@ -155,11 +155,8 @@ def load_run(path: Path) -> dict:
     metrics_file = path / "metrics.json"
     if not metrics_file.exists():
         raise SystemExit(f"error: {metrics_file} not found (run the experiment's evaluate stage first)")
-    commands = [c for c in (path / "command.txt").read_text().splitlines() if c.strip()] \
-        if (path / "command.txt").exists() else []
     return {"name": path.name, "metrics": json.loads(metrics_file.read_text()), "seconds": stage_seconds(path),
-            # a run trained and relaxed in separate invocations: every one of them, in order
-            "command": " && ".join(dict.fromkeys(commands)) if commands else "(not recorded)"}
+            "command": recorded_command(path) or "(not recorded)"}
 
 
 def main(argv=None) -> int:

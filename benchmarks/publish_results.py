@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from result_files import recorded_command  # benchmarks/ is this script's directory
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -54,8 +56,7 @@ def main(argv=None) -> int:
     run = Path(args.run_dir)
     metrics = json.loads((run / "metrics.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
-    commands = [c for c in (run / "command.txt").read_text().splitlines() if c.strip()]
-    command = " && ".join(dict.fromkeys(commands)) if commands else "(not recorded)"
+    command = recorded_command(run) or "(not recorded)"
     variant = args.variant or config["objective"]["name"]
     out = ROOT / "docs" / "results"
     img = out / "img"

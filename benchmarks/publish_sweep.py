@@ -22,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from result_files import write_result  # noqa: E402
+from result_files import recorded_command, write_result  # noqa: E402
 
 REPORT = re.compile(r"^tune_report_epochs(\d+)\.json$")
 
@@ -49,12 +49,9 @@ def load_sweep(path: Path, command: str | None) -> dict:
             raise SystemExit(f"error: {path / name} not found (is {path} a finished sweep's directory?)")
     summary = json.loads((path / "summary.json").read_text())
     spec = yaml.safe_load((path / "sweep.yaml").read_text())["spec"]
+    command = command or recorded_command(path)
     if command is None:
-        lines = [c for c in (path / "command.txt").read_text().splitlines() if c.strip()] \
-            if (path / "command.txt").is_file() else []
-        if not lines:
-            raise SystemExit(f"error: {path / 'command.txt'} not found: give the sweep's command with --command")
-        command = lines[-1]
+        raise SystemExit(f"error: {path / 'command.txt'} not found: give the sweep's command with --command")
     for trial in summary["trials"]:
         trial["rungs"] = rung_reports(path / trial["trial"])
         metrics_file = path / trial["trial"] / "metrics.json"
@@ -63,7 +60,7 @@ def load_sweep(path: Path, command: str | None) -> dict:
     return {"summary": summary, "spec": spec, "command": command}
 
 
-def render(sweep: dict, name: str) -> tuple[list[str], list[dict]]:
+def render(sweep: dict) -> tuple[list[str], list[dict]]:
     summary, spec, command = sweep["summary"], sweep["spec"], sweep["command"]
     metric = summary["metric"]
     finished = [t for t in summary["trials"] if "metrics" in t]
@@ -121,7 +118,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     sweep = load_sweep(Path(args.sweep_dir), args.command)
     name = args.name or sweep["summary"]["name"]
-    md, records = render(sweep, name)
+    md, records = render(sweep)
     write_result(Path(args.output_dir) / name, md, records)
     print(f"wrote {args.output_dir}/{name}.md and .json ({len(records)} records)")
     return 0

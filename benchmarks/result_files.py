@@ -17,3 +17,11 @@ def write_result(output: str | Path, md: list[str], records: list[dict]) -> str:
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     out.with_suffix(".json").write_text(json.dumps(records, indent=2) + "\n")
     return "\n".join(md)
+
+
+def recorded_command(run_dir: str | Path) -> str | None:
+    """Every command recorded in ``run_dir/command.txt``, in order and once each, joined with
+    `` && `` (a run trained and evaluated in separate invocations); None when nothing is recorded."""
+    path = Path(run_dir) / "command.txt"
+    commands = [c for c in path.read_text().splitlines() if c.strip()] if path.is_file() else []
+    return " && ".join(dict.fromkeys(commands)) if commands else None
