@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "platform"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from moldiff.relaxation_threshold import parse_label  # noqa: E402
 from result_files import recorded_command, write_result  # noqa: E402
 
 SAMPLERS = {"itp": "MoreRed-ITP", "as": "MoreRed-AS", "jt": "MoreRed-JT", "ddpm": "DDPM (fixed schedule)",
@@ -31,7 +32,8 @@ SAMPLERS = {"itp": "MoreRed-ITP", "as": "MoreRed-AS", "jt": "MoreRed-JT", "ddpm"
 STATS = ("median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction",
          "median_energy_above_min", "mean_energy_above_min", "no_energy_fraction",
          "validity", "uniqueness", "valid_and_unique", "novelty", "molecule_stability")
-KEY = re.compile(rf"^({'|'.join(SAMPLERS)})_(.+?)_({'|'.join(STATS)})$")
+# a sampler's label: the sampler, or <sampler>-kmin<k> when it ran with a convergence threshold k > 0
+KEY = re.compile(rf"^((?:{'|'.join(SAMPLERS)})(?:-kmin\d+)?)_(.+?)_({'|'.join(STATS)})$")
 MORERED_SAMPLERS = ("itp", "jt")       # the expected effect names ITP or JT against the force field
 
 
@@ -57,6 +59,17 @@ def collect(runs: list[dict]) -> dict:
     return {"table": table, "source": source}
 
 
+def display_name(label: str) -> str:
+    sampler, k_min = parse_label(label)
+    return SAMPLERS[sampler] + (f" (k_min {k_min})" if k_min else "")
+
+
+def ordered_labels(labels) -> list[str]:
+    """Labels in SAMPLERS order, each sampler's thresholds ascending."""
+    order = list(SAMPLERS)
+    return sorted(labels, key=lambda lab: (order.index(parse_label(lab)[0]), parse_label(lab)[1]))
+
+
 def _cell(s: dict | None, digits: int = 3) -> str:
     if s is None:
         return "–"
@@ -69,11 +82,11 @@ def expected_effect(table: dict) -> list[str]:
         return ["The force-field baseline (fire) has not been run: the expected effect cannot be checked yet."]
     ff = table["fire"]["all"]
     lines = []
-    for sampler in (s for s in MORERED_SAMPLERS if s in table):
+    for sampler in (s for s in ordered_labels(table) if parse_label(s)[0] in MORERED_SAMPLERS and "all" in table[s]):
         ours = table[sampler]["all"]
         ratio = ours["median_ratio"]["mean"] < ff["median_ratio"]["mean"]
         fail = ours["failure_fraction"]["mean"] < ff["failure_fraction"]["mean"]
-        lines.append(f"- {SAMPLERS[sampler]}: median ratio {ours['median_ratio']['mean']:.3f} vs the force field's "
+        lines.append(f"- {display_name(sampler)}: median ratio {ours['median_ratio']['mean']:.3f} vs the force field's "
                      f"{ff['median_ratio']['mean']:.3f} ({'lower: met' if ratio else 'not lower: NOT met'}); failure "
                      f"fraction {ours['failure_fraction']['mean']:.3f} vs {ff['failure_fraction']['mean']:.3f} "
                      f"({'lower: met' if fail else 'not lower: NOT met'}).")
@@ -83,7 +96,7 @@ def expected_effect(table: dict) -> list[str]:
 def render(collected: dict, runs: list[dict], time_run: dict | None, throughput: list[dict] | None,
            paper: dict | None) -> tuple[list[str], list[dict]]:
     table, source = collected["table"], collected["source"]
-    samplers = [s for s in SAMPLERS if s in table and "all" in table[s]]
+    samplers = [s for s in ordered_labels(table) if "all" in table[s]]
     first = runs[0]["metrics"]
     md = ["# MoreRed: relaxation by reverse diffusion on QM9 (our QM7-X stand-in)", "",
           f"{first['n_samples']} unstable inputs per sampler ({first['reference_split']}); "
@@ -95,7 +108,7 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
           "GFN2 energy above min, median (kcal/mol) |", "|---|---|---|---|---|---|---|---|"]
     for s in samplers:
         a, sub = table[s]["all"], table[s].get("subset", {})
-        md.append(f"| {SAMPLERS[s]} | {source[(s, 'all')]} | {_cell(a.get('median_ratio'))} | {_cell(a.get('failure_fraction'))} | "
+        md.append(f"| {display_name(s)} | {source[(s, 'all')]} | {_cell(a.get('median_ratio'))} | {_cell(a.get('failure_fraction'))} | "
                   f"{_cell(a.get('median_rmsd_after'))} | {_cell(a.get('median_steps'), 0)} | "
                   f"{_cell(a.get('converged_fraction'))} | {_cell(sub.get('median_energy_above_min'), 2)} |")
     if samplers:
@@ -107,18 +120,18 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
                         ("failure_fraction", "Failure fraction by kind of input")):
         md += ["", f"## {title}", "", "| sampler | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
         for s in samplers:
-            md.append(f"| {SAMPLERS[s]} | " + " | ".join(_cell(table[s].get(k, {}).get(stat)) for k in kinds) + " |")
+            md.append(f"| {display_name(s)} | " + " | ".join(_cell(table[s].get(k, {}).get(stat)) for k in kinds) + " |")
         if samplers and stat == "median_ratio":
             md.append("| input RMSD (A, median) | " + " | ".join(
                 f"{table[samplers[0]][k]['median_rmsd_after']['floor']:.3f}" if k in table[samplers[0]] else "–"
                 for k in kinds) + " |")
-    generated = [s for s in SAMPLERS if "prior" in table.get(s, {})]
+    generated = [s for s in ordered_labels(table) if "prior" in table[s]]
     if generated:
         stats = ("validity", "uniqueness", "valid_and_unique", "novelty", "molecule_stability", "median_steps")
         md += ["", "## Generation from noise (inputs of kind `prior`)", "",
                "| sampler | run | " + " | ".join(stats) + " |", "|---|---|" + "---|" * len(stats)]
         for s in generated:
-            md.append(f"| {SAMPLERS[s]} | {source[(s, 'prior')]} | "
+            md.append(f"| {display_name(s)} | {source[(s, 'prior')]} | "
                       + " | ".join(_cell(table[s]["prior"].get(k)) for k in stats) + " |")
         ref = table[generated[0]]["prior"]
         md.append("| the test molecules themselves | | " + " | ".join(
@@ -136,9 +149,15 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
         md.append(f"| {run['name']} | `{run['command']}` | "
                   + ", ".join(f"{k} {v / 60:.1f}" for k, v in run["seconds"].items()) + " |")
     if throughput:
-        md += ["", "## Throughput (benchmarks/relax_throughput.py, ratios measured in one run)", "",
-               "| measurement | value |", "|---|---|"]
-        md += [f"| {r['metric']} | {r['mean']:.3g} |" for r in throughput]
+        settings = [r for r in throughput if "setting" in r]
+        ratios = next((r for r in throughput if "ratio_batched_vs_single" in r), None)
+        md += ["", "## Throughput (benchmarks/relax_throughput.py, docs/results/morered_throughput.md; all "
+               "measured in one run)", "", "| setting | molecules | wall s | molecules / s |", "|---|---|---|---|"]
+        md += [f"| {r['setting']} | {r['molecules']} | {r['seconds']:.1f} | {r['molecules_per_s']:.2f} |" for r in settings]
+        if ratios:
+            md += ["", f"Continuous batching vs one molecule at a time: **{ratios['ratio_batched_vs_single']:.2f} x** "
+                   f"(same relaxed molecules: {ratios['same_molecules']}); 2 actors vs 1: "
+                   f"**{ratios['ratio_2_vs_1_actors']:.2f} x**."]
     if paper:
         md += ["", "## The paper's numbers", "", f"Paper: {paper['source']}.", "", "| method | metric | value |",
                "|---|---|---|"] + [f"| {r['method']} | {r['metric']} | {r['value']} |" for r in paper["rows"]]

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from moldiff.config import load_config  # noqa: E402
 from moldiff.data.sources import prepare_data  # noqa: E402
 from moldiff.data.store import Manifest, read_dataset, write_dataset  # noqa: E402
-from moldiff.relaxation_pipeline import RelaxBatch, inputs_path, relax_file  # noqa: E402
+from moldiff.relaxation_pipeline import RelaxBatch, configured_label, inputs_path, relax_file  # noqa: E402
+from moldiff.relaxation_threshold import parse_label  # noqa: E402
 from moldiff.runtime import connect, log  # noqa: E402
 from result_files import write_result  # noqa: E402
 
@@ -59,7 +60,9 @@ def main() -> int:
     checkpoint = str(args.run_dir / "checkpoints" / "final")
     time_dir = str(Path(args.time_run) / "checkpoints" / "final") if args.time_run else None
     rx = cfg.relaxation
-    settings = {"max_steps": rx.max_steps, "k_min": rx.k_min, "fmax": rx.fmax}
+    # the threshold the run's own sample stage used for this sampler (k_min: auto is resolved there)
+    k_min = parse_label(configured_label(rx, args.sampler, args.run_dir))[1]
+    settings = {"max_steps": rx.max_steps, "k_min": k_min, "fmax": rx.fmax}
     batcher = RelaxBatch(args.sampler, checkpoint, time_dir, settings, args.slots, 0, cfg.ray.torch_threads,
                          cfg.sampling.use_ema)
     log(f"[throughput] {table.num_rows} inputs, sampler {args.sampler}: one at a time, then {args.slots} in flight")
@@ -84,7 +87,7 @@ def main() -> int:
           f"Command: `python benchmarks/relax_throughput.py {args.run_dir} --sampler {args.sampler} --n {args.n} "
           f"--slots {args.slots}`", "",
           f"Model: `{args.run_dir}` ({cfg.model.backbone}, width {cfg.model.hidden}); sampler {args.sampler}, "
-          f"max {rx.max_steps} steps, k_min {rx.k_min}; {n} inputs from `{inputs.name}`; this machine (2 cores, "
+          f"max {rx.max_steps} steps, k_min {k_min}; {n} inputs from `{inputs.name}`; this machine (2 cores, "
           "one torch thread per process). All four measurements in one run.", "",
           "| setting | wall s | molecules / s |", "|---|---|---|",
           *[f"| {name} | {s:.1f} | {n / s:.2f} |" for name, s in rows], "",

@@ -67,6 +67,26 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
     assert joint_metrics["noise_floor"]["jt_prior_validity"]["mean"] >= 0.5     # the test molecules themselves
     saved = json.loads((noise.run_dir / "metrics.json").read_text())
     assert saved["noise_floor"]["itp_all_median_ratio"]["mean"] == 1.0
+    # a convergence threshold other than 0 relaxes into its own label, reported beside k_min = 0
+    rerun = validate_config(apply_overrides(joint.model_dump(mode="json"), ["relaxation.k_min=3"]))
+    thresholds = run_experiment(rerun, stages=["sample", "evaluate"], command="pytest", log=lambda m: None)
+    assert pq.read_table(joint.run_dir / "relaxed/jt-kmin3_seed1").num_rows == 12
+    assert thresholds["metrics"]["jt_all_median_ratio"] == joint_metrics["metrics"]["jt_all_median_ratio"]
+    assert (np.array(pq.read_table(joint.run_dir / "relaxed/jt-kmin3_seed0").column("n_steps")) <= 12).all()
+    assert "jt-kmin3_all_failure_fraction" in thresholds["metrics"]
+    # auto: the median index the joint model's time head reads on clean validation structures
+    auto = validate_config(apply_overrides(joint.model_dump(mode="json"), ["relaxation.k_min=auto", "relaxation.seeds=[0]"]))
+    auto_metrics = run_experiment(auto, stages=["sample", "evaluate"], command="pytest", log=lambda m: None)
+    chosen = json.loads((joint.run_dir / "relaxed/k_min.json").read_text())["jt"]
+    from moldiff.data.sources import prepare_data
+    from moldiff.data.store import read_dataset
+    from moldiff.relaxation_threshold import clean_indices
+    from moldiff.train.checkpoint import load_model
+    validation = read_dataset(prepare_data(joint.data, lambda m: None).validation, validate=False)[0]
+    model = load_model(joint.run_dir / "checkpoints" / "final")[0].double()
+    assert chosen["k_min"] == int(np.round(np.median(clean_indices(model, validation.slice(0, 500)))))
+    label = "jt" if chosen["k_min"] == 0 else f"jt-kmin{chosen['k_min']}"
+    assert f"{label}_all_median_ratio" in auto_metrics["metrics"]
     # generation from the noise run's model in a run directory of its own (sampling.checkpoint):
     # nothing trained there, DDPM and AS judged as molecules
     gen = tiny_morered(tmp_path, "gen", "noise", **{

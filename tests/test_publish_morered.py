@@ -60,3 +60,20 @@ def test_without_the_baseline_the_effect_is_not_claimed_and_a_sampler_in_two_run
     assert "cannot be checked" in expected_effect(collect([run("joint", relaxed("jt", 0.7, 0.4))])["table"])[0]
     with pytest.raises(ValueError, match="sampler jt on all inputs appears in two runs: a and b"):
         collect([run("a", relaxed("jt", 0.7, 0.4)), run("b", relaxed("jt", 0.5, 0.4))])
+
+
+def test_thresholds_are_rows_of_their_own_and_throughput_ratios_are_shown():
+    runs = [run("joint", {**relaxed("jt", 0.9, 0.4), **relaxed("jt-kmin19", 0.6, 0.2)}),
+            run("ff", relaxed("fire", 0.7, 0.3))]
+    collected = collect(runs)
+    assert collected["source"][("jt-kmin19", "all")] == "joint"
+    effect = expected_effect(collected["table"])
+    assert "MoreRed-JT: median ratio 0.900" in effect[0] and "NOT met" in effect[0]
+    assert "MoreRed-JT (k_min 19): median ratio 0.600 vs the force field's 0.700 (lower: met)" in effect[1]
+    throughput = [{"setting": "one molecule at a time", "seconds": 20.0, "molecules": 10, "molecules_per_s": 0.5},
+                  {"setting": "continuous batching", "seconds": 4.0, "molecules": 10, "molecules_per_s": 2.5},
+                  {"ratio_batched_vs_single": 5.0, "ratio_2_vs_1_actors": 1.8, "same_molecules": True}]
+    text = "\n".join(render(collected, runs, None, throughput, None)[0])
+    rows = [line for line in text.splitlines() if line.startswith("| MoreRed-JT")]
+    assert rows[0].startswith("| MoreRed-JT | joint | 0.900") and rows[1].startswith("| MoreRed-JT (k_min 19) | joint | 0.600")
+    assert "| continuous batching | 10 | 4.0 | 2.50 |" in text and "**5.00 x**" in text and "**1.80 x**" in text

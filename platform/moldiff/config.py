@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal, Optional, get_args, get_origin
+from typing import Annotated, Any, Literal, Optional, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -505,7 +505,10 @@ class RelaxationConfig(_Section):
     time_run: Optional[str] = Field(None, description="run directory (or checkpoint directory) of a trained time "
                                     "predictor (objective.morered.kind: time), for itp / as")
     max_steps: int = Field(1000, ge=1)
-    k_min: int = Field(0, ge=0, description="a molecule has converged after a step at predicted index <= k_min")
+    k_min: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        0, description="a molecule has converged after a step at predicted index <= k_min (the paper: 0); auto: "
+        "for as / jt, the median index the time predictor reads on clean validation structures "
+        "(moldiff.relaxation_threshold); outputs with k_min > 0 are labelled <sampler>-kmin<k>")
     slots: int = Field(64, ge=1, description="molecules relaxed at once per actor (continuous batching)")
     num_actors: int = Field(2, ge=1, description="Ray actors, each with one model replica")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)

@@ -6,6 +6,8 @@ the classical reference, needs no model), all on the same inputs.
     <data.root>/relax-inputs-<key>/          the unstable inputs (made once from the test split)
     <run_dir>/relaxed/<sampler>_seed<s>/     data.parquet: relaxed positions and their targets, steps,
                                              convergence flag, failure reason, RMSDs, ratio (one row per input)
+    <run_dir>/relaxed/<sampler>-kmin<k>_seed<s>/   the same with a convergence threshold k_min = k > 0
+    <run_dir>/relaxed/k_min.json             what ``k_min: auto`` chose (moldiff.relaxation_threshold)
 
 The relaxation is a Ray Data pipeline: ``read_parquet(inputs).map_batches(RelaxBatch, compute=
 ActorPoolStrategy(size=num_actors))``, streamed back and written as it arrives, where every actor holds one model replica and relaxes its
@@ -36,6 +38,9 @@ from .atomic import replace_directory, temp_sibling, write_text as write_text_at
 from .config import ExperimentConfig
 from .data.sources import PreparedData
 from .data.store import Manifest, dataset_exists, read_dataset, write_dataset
+from .relaxation_threshold import ADAPTIVE_SAMPLERS, parse_label, resolve_k_min, sampler_label
+
+K_MIN_RECORD = "k_min.json"     # relaxed/k_min.json: the thresholds k_min: auto chose
 
 RELAXED_SCHEMA = pa.schema([
     ("id", pa.string()), ("target_id", pa.string()), ("kind", pa.string()), ("level", pa.float64()),
@@ -185,8 +190,9 @@ class RelaxBatch:
             "input_rmsd": input_rmsd, "rmsd_after": rmsd_after, "ratio": ratio})
 
 
-def relaxed_path(run_dir: Path, sampler: str, seed: int) -> Path:
-    return run_dir / "relaxed" / f"{sampler}_seed{seed}"
+def relaxed_path(run_dir: Path, label: str, seed: int) -> Path:
+    """``label``: the sampler, or ``<sampler>-kmin<k>`` for a threshold other than 0."""
+    return run_dir / "relaxed" / f"{label}_seed{seed}"
 
 
 def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, run_dir: Path,
@@ -208,14 +214,52 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
                 raise ValueError(f"relaxation.samplers: {sampler} with a noise model needs relaxation.time_run")
             time_dir = _checkpoint_dir(rx.time_run)
         model_dir = None if sampler == "mmff" else str(checkpoint)
+        k_min = 0
+        if sampler in MORERED_SAMPLERS:
+            k_min = resolve_k_min(rx.k_min, sampler, time_dir or model_dir, data.validation, cfg.sampling.use_ema,
+                                  run_dir / "relaxed" / K_MIN_RECORD, log)
+        label = sampler_label(sampler, k_min)
         for seed in rx.seeds:
-            out = relaxed_path(run_dir, sampler, seed)
-            log(f"[relax] {sampler}, seed {seed}: {n_inputs} inputs on {rx.num_actors} actor(s), {rx.slots} slots each")
+            out = relaxed_path(run_dir, label, seed)
+            log(f"[relax] {label}, seed {seed}: {n_inputs} inputs on {rx.num_actors} actor(s), {rx.slots} slots each")
             t0 = time.time()
             got = relax_file(inputs, out, sampler, model_dir, time_dir, rx.num_actors, rx.slots, seed,
-                             {"max_steps": rx.max_steps, "k_min": rx.k_min, "fmax": rx.fmax},
+                             {"max_steps": rx.max_steps, "k_min": k_min, "fmax": rx.fmax},
                              cfg.ray.cpus_per_actor, cfg.ray.torch_threads, cfg.sampling.use_ema)
-            log(f"[relax] {sampler}, seed {seed}: wrote {out} ({got} rows, {time.time() - t0:.0f}s)")
+            log(f"[relax] {label}, seed {seed}: wrote {out} ({got} rows, {time.time() - t0:.0f}s)")
+
+
+def configured_label(rx, sampler: str, run_dir: Path) -> str:
+    """The output label this configuration's sample stage writes for ``sampler``."""
+    if sampler not in MORERED_SAMPLERS:
+        return sampler
+    if rx.k_min != "auto":
+        return sampler_label(sampler, rx.k_min)
+    if sampler not in ADAPTIVE_SAMPLERS:
+        return sampler
+    record = run_dir / "relaxed" / K_MIN_RECORD
+    chosen = json.loads(record.read_text()).get(sampler) if record.exists() else None
+    if chosen is None:
+        raise FileNotFoundError(f"{record}: no k_min chosen for {sampler}; run the 'sample' stage first")
+    return sampler_label(sampler, chosen["k_min"])
+
+
+def evaluated_labels(rx, run_dir: Path) -> list[str]:
+    """Per configured sampler: the label this configuration writes (which must exist for every
+    seed), then any other threshold of the same sampler already relaxed in this run for every seed
+    (so the paper's k_min = 0 and a chosen threshold are reported side by side)."""
+    labels = []
+    for sampler in rx.samplers:
+        wanted = configured_label(rx, sampler, run_dir)
+        for seed in rx.seeds:
+            if not relaxed_path(run_dir, wanted, seed).exists():
+                raise FileNotFoundError(f"{relaxed_path(run_dir, wanted, seed)}: no relaxed molecules; "
+                                        "run the 'sample' stage first")
+        labels.append(wanted)
+        found = sorted({p.name.rsplit("_seed", 1)[0] for p in (run_dir / "relaxed").glob(f"{sampler}*_seed*")})
+        labels += [lab for lab in found if lab != wanted and parse_label(lab)[0] == sampler
+                   and all(relaxed_path(run_dir, lab, seed).exists() for seed in rx.seeds)]
+    return labels
 
 
 def relax_file(inputs: Path, out: Path, sampler: str, model_dir, time_dir, num_actors: int, slots: int, seed: int,
@@ -365,12 +409,9 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
     floor: dict[str, float] = {}
     inputs_energy: dict[str, float] = {}     # the inputs' own energies: one subset for every sampler
     n_inputs = 0
-    for sampler in rx.samplers:
+    for sampler in evaluated_labels(rx, run_dir):
         for seed in rx.seeds:
-            path = relaxed_path(run_dir, sampler, seed)
-            if not path.exists():
-                raise FileNotFoundError(f"{path}: no relaxed molecules; run the 'sample' stage first")
-            rows = pq.read_table(path)
+            rows = pq.read_table(relaxed_path(run_dir, sampler, seed))
             n_inputs = rows.num_rows
             labels = [k if k != "diffusion" else f"diffusion{int(v)}" for k, v in
                       zip(rows.column("kind").to_pylist(), rows.column("level").to_pylist())]
