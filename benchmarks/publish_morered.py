@@ -29,7 +29,8 @@ from result_files import recorded_command, write_result  # noqa: E402
 
 SAMPLERS = {"itp": "MoreRed-ITP", "as": "MoreRed-AS", "jt": "MoreRed-JT", "ddpm": "DDPM (fixed schedule)",
             "fire": "PaiNN force field + FIRE", "mmff": "MMFF94 (RDKit)"}
-STATS = ("median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction",
+STATS = ("median_ratio_se", "failure_fraction_se",     # before their prefixes: the regex takes the first match
+         "median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction",
          "median_energy_above_min", "mean_energy_above_min", "no_energy_fraction",
          "validity", "uniqueness", "valid_and_unique", "novelty", "molecule_stability")
 # a sampler's label: the sampler, or <sampler>-kmin<k> when it ran with a convergence threshold k > 0
@@ -104,17 +105,19 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
           "Mean ± std over seeds where a run has several. Ratio = RMSD(relaxed, target) / RMSD(input, target), "
           "both after Kabsch alignment; a failure is a ratio above 1. Comparison row: no relaxation.", "",
           "## All inputs", "",
-          "| sampler | run | median ratio | failure fraction | median RMSD after (A) | median steps | converged | "
-          "GFN2 energy above min, median (kcal/mol) |", "|---|---|---|---|---|---|---|---|"]
+          "Sampling error (SE): the std of the median ratio and of the failure fraction over 1,000 bootstrap "
+          "resamples of the inputs, the noise floor for comparing two rows.", "",
+          "| sampler | run | median ratio | failure fraction | SE of ratio / failures | median RMSD after (A) | "
+          "median steps | converged | GFN2 energy above min, median (kcal/mol) |", "|---|---|---|---|---|---|---|---|---|"]
     for s in samplers:
         a, sub = table[s]["all"], table[s].get("subset", {})
         md.append(f"| {display_name(s)} | {source[(s, 'all')]} | {_cell(a.get('median_ratio'))} | {_cell(a.get('failure_fraction'))} | "
-                  f"{_cell(a.get('median_rmsd_after'))} | {_cell(a.get('median_steps'), 0)} | "
+                  f"{_cell(a.get('median_ratio_se'))} / {_cell(a.get('failure_fraction_se'))} | {_cell(a.get('median_rmsd_after'))} | {_cell(a.get('median_steps'), 0)} | "
                   f"{_cell(a.get('converged_fraction'))} | {_cell(sub.get('median_energy_above_min'), 2)} |")
     if samplers:
         a, sub = table[samplers[0]]["all"], table[samplers[0]].get("subset", {})
         energy = f"{sub['median_energy_above_min']['floor']:.2f}" if "median_energy_above_min" in sub else "–"
-        md.append(f"| no relaxation (the inputs) | | 1 | 0 | {a['median_rmsd_after']['floor']:.3f} | 0 | | {energy} |")
+        md.append(f"| no relaxation (the inputs) | | 1 | 0 | | {a['median_rmsd_after']['floor']:.3f} | 0 | | {energy} |")
     kinds = sorted({g for s in samplers for g in table[s]} - {"all", "subset", "prior"})
     for stat, title in (("median_ratio", "Median RMSD ratio by kind of input"),
                         ("failure_fraction", "Failure fraction by kind of input")):

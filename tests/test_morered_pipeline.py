@@ -58,7 +58,8 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
             assert all((f == "") == c for f, c in zip(failed, converged))
             assert np.isfinite(rows.column("input_rmsd").to_numpy()).all()
     for m, sampler in ((metrics, "itp"), (metrics, "as"), (joint_metrics, "jt")):
-        for stat in ("median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction"):
+        for stat in ("median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction",
+                     "median_ratio_se", "failure_fraction_se"):
             assert f"{sampler}_all_{stat}" in m["metrics"] and f"{sampler}_etkdg_{stat}" in m["metrics"]
     assert len(joint_metrics["metrics"]["jt_all_median_ratio"]["per_seed"]) == 2
     # noise "relaxed" with the molecule's composition is generation, judged by validity

@@ -41,7 +41,7 @@ def test_samplers_of_several_runs_merge_and_the_expected_effect_is_judged_on_the
     assert "0.700 vs the force field's 0.600 (not lower: NOT met)" in effect[1] and "0.400 vs 0.100 (not lower: NOT met)" in effect[1]
     md, records = render(collected, runs, None, None, None)
     text = "\n".join(md)
-    assert "| MoreRed-ITP | noise | 0.300 | 0.050 |" in text and "| no relaxation (the inputs) | | 1 | 0 | 0.400 |" in text
+    assert "| MoreRed-ITP | noise | 0.300 | 0.050 |" in text and "| no relaxation (the inputs) | | 1 | 0 | | 0.400 |" in text
     assert "| sampler | etkdg | thermal |" in text
     assert len(records) == 5 * 3 * 5 and {r["variant"].split("/")[0] for r in records} == {"itp", "as", "jt", "fire", "mmff"}
 

@@ -160,3 +160,14 @@ def test_summarize_inf_quantiles_and_edge_cases():
         summarize([0.5], [np.nan], [1], [True])
     with pytest.raises(ValueError):
         summarize([0.5, 0.7], [0.1], [1], [True])
+
+
+def test_bootstrap_errors_match_the_binomial_and_vanish_without_spread():
+    from moldiff.relaxation_pipeline import bootstrap_errors
+
+    same = bootstrap_errors(np.full(300, 0.5))
+    assert same == {"median_ratio_se": 0.0, "failure_fraction_se": 0.0}
+    half = np.r_[np.full(200, 0.5), np.full(199, 2.0), [np.inf], [np.nan]]   # 400 defined, half failing
+    errors = bootstrap_errors(half, draws=4000)
+    assert abs(errors["failure_fraction_se"] - np.sqrt(0.25 / 400)) < 0.003     # binomial SE 0.025
+    assert np.isnan(bootstrap_errors(np.array([np.nan]))["median_ratio_se"])

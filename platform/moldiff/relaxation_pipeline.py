@@ -49,6 +49,9 @@ RELAXED_SCHEMA = pa.schema([
     ("failed", pa.string()), ("first_index", pa.int64()), ("input_rmsd", pa.float64()), ("rmsd_after", pa.float64()),
     ("ratio", pa.float64())])
 RESULT_STATS = ("median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction")
+# the sampling error of the two headline numbers over the inputs (bootstrap), the benchmark's noise floor
+ERROR_STATS = ("median_ratio_se", "failure_fraction_se")
+BOOTSTRAP_DRAWS = 1000
 
 
 def inputs_path(cfg: ExperimentConfig, data: PreparedData) -> Path:
@@ -299,7 +302,19 @@ def _stats(rows: pa.Table) -> dict:
     ratio = rows.column("ratio").to_numpy(zero_copy_only=False)
     s = summarize(ratio, rows.column("rmsd_after").to_numpy(zero_copy_only=False),
                   rows.column("n_steps").to_numpy(zero_copy_only=False), rows.column("converged").to_numpy(zero_copy_only=False))
-    return {k: s[k] for k in RESULT_STATS}
+    return {**{k: s[k] for k in RESULT_STATS}, **bootstrap_errors(ratio)}
+
+
+def bootstrap_errors(ratio: np.ndarray, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> dict:
+    """Standard errors of the median ratio and the failure fraction over the inputs: the std of each
+    over ``draws`` resamples of the inputs with replacement (undefined ratios left out, diverged
+    ones, inf, kept as failures)."""
+    ratio = ratio[~np.isnan(ratio)]
+    if ratio.size == 0:
+        return {k: float("nan") for k in ERROR_STATS}
+    resampled = np.random.default_rng(seed).choice(ratio, size=(draws, ratio.size), replace=True)
+    return {"median_ratio_se": float(np.median(resampled, axis=1).std()),
+            "failure_fraction_se": float((resampled > 1).mean(axis=1).std())}
 
 
 def _generation_stats(rows: pa.Table, data: PreparedData, log, use_targets: bool = False) -> dict:
@@ -426,7 +441,8 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
                 inputs = sub.column("input_rmsd").to_numpy()
                 floor.update({f"{sampler}_{group}_median_ratio": 1.0, f"{sampler}_{group}_failure_fraction": 0.0,
                               f"{sampler}_{group}_median_rmsd_after": float(np.median(inputs)),
-                              f"{sampler}_{group}_median_steps": 0.0, f"{sampler}_{group}_converged_fraction": 0.0})
+                              f"{sampler}_{group}_median_steps": 0.0, f"{sampler}_{group}_converged_fraction": 0.0,
+                              **{f"{sampler}_{group}_{stat}": 0.0 for stat in ERROR_STATS}})
             if rx.energy_subset and "all" in groups:
                 relaxed, unrelaxed = _energy_subset(cfg, data, rows, log, inputs_energy)
                 for stat, value in relaxed.items():
