@@ -206,3 +206,18 @@ def test_energy_above_minimum(ethanol, ethanol_reference_eV):
     # GFN2 relaxes it into the reference minimum itself (measured -0.0002 kcal/mol)
     gfn2 = gfn2_relax(z, start)
     assert abs(energy_above_minimum(z, gfn2.pos, target, reference_eV=ethanol_reference_eV)) < 0.05
+
+
+@needs_tblite
+def test_gfn2_dft_floor_gap_is_the_distance_from_a_geometry_to_its_gfn2_minimum():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from gfn2_dft_floor import gap_to_dft
+
+    z, mmff = mmff_target("CCO")
+    gap, steps, converged = gap_to_dft(z, mmff)               # MMFF's minimum is not GFN2's
+    assert converged and steps > 0 and 0.005 < gap < 0.3
+    minimum = gfn2_relax(z, mmff, fmax=0.001, max_steps=500)
+    again, _, _ = gap_to_dft(z, minimum.pos)                 # from GFN2's own minimum: (almost) no gap
+    assert again < 0.01 < gap
