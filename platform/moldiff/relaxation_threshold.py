@@ -65,6 +65,9 @@ def resolve_k_min(setting, sampler: str, time_model_dir, validation: Path, use_e
         return int(setting)
     if sampler not in ADAPTIVE_SAMPLERS:
         return 0
+    if validation is None:
+        raise ValueError("relaxation.k_min: auto reads validation structures, but this data source has no "
+                         "validation split; give k_min as a number")
     from .data.store import read_dataset
     from .train.checkpoint import load_model
 
