@@ -84,8 +84,8 @@ def main() -> int:
     rows = [("one molecule at a time (slots 1, one process)", single_s), (f"continuous batching (slots {args.slots}, one process)", batched_s),
             (f"Ray Data pipeline, 1 actor x {args.slots} slots", actor_s[1]), (f"Ray Data pipeline, 2 actors x {args.slots} slots", actor_s[2])]
     md = ["# MoreRed relaxation throughput", "",
-          f"Command: `python benchmarks/relax_throughput.py {args.run_dir} --sampler {args.sampler} --n {args.n} "
-          f"--slots {args.slots}`", "",
+          f"Command: `python benchmarks/relax_throughput.py {args.run_dir} --sampler {args.sampler} "
+          + (f"--time-run {args.time_run} " if args.time_run else "") + f"--n {args.n} --slots {args.slots}`", "",
           f"Model: `{args.run_dir}` ({cfg.model.backbone}, width {cfg.model.hidden}); sampler {args.sampler}, "
           f"max {rx.max_steps} steps, k_min {k_min}; {n} inputs from `{inputs.name}`; this machine (2 cores, "
           "one torch thread per process). All four measurements in one run.", "",
