@@ -135,7 +135,7 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
                "| sampler | run | " + " | ".join(stats) + " |", "|---|---|" + "---|" * len(stats)]
         for s in generated:
             md.append(f"| {display_name(s)} | {source[(s, 'prior')]} | "
-                      + " | ".join(_cell(table[s]["prior"].get(k)) for k in stats) + " |")
+                      + " | ".join(_cell(table[s]["prior"].get(k), 0 if k == "median_steps" else 3) for k in stats) + " |")
         ref = table[generated[0]]["prior"]
         md.append("| the test molecules themselves | | " + " | ".join(
             f"{ref[k]['floor']:.3f}" if k in ref and k != "median_steps" else "–" for k in stats) + " |")
