@@ -61,7 +61,9 @@ def main() -> int:
     t0, gaps, steps, converged = time.time(), [], [], []
     for j, (z, target) in enumerate(zip(zs, targets)):
         gap, n, done = gap_to_dft(z, target)
-        gaps.append(gap), steps.append(n), converged.append(done)
+        gaps.append(gap)
+        steps.append(n)
+        converged.append(done)
         if (j + 1) % 20 == 0:
             log(f"[gfn2 floor] {j + 1}/{len(zs)} targets, {time.time() - t0:.0f}s")
     gaps = np.array(gaps)
