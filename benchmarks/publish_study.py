@@ -154,8 +154,9 @@ def main(argv=None) -> int:
     p.add_argument("--aggregate", default=None, metavar="GROUP",
                    help="variant group whose trials are repeats (e.g. training_seed): one row per other variant, "
                         "mean ± std over them")
+    p.add_argument("--output-dir", default=str(ROOT / "docs" / "results"), help="where the page, .json and .csv go")
     args = p.parse_args(argv)
-    out = ROOT / "docs" / "results"
+    out = Path(args.output_dir)
     (out / "img").mkdir(parents=True, exist_ok=True)
     md = [f"# {args.title or args.name}", ""]
     records = []

@@ -1,7 +1,8 @@
 """End to end: ``ray job submit --working-dir . -- python experiments/run.py ...`` against a local
-two-node cluster (a head and a worker raylet) that the test starts and stops. The two Train
+two-node cluster (a head and a worker raylet) that the tests start and stop. The two Train
 workers are placed on different nodes (STRICT_SPREAD), and the job must not depend on moldiff
 being installed: the driver imports it from the uploaded working dir, the workers from py_modules.
+An ablation study (``--sweep``) goes through the same door.
 """
 import json
 import os
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+import yaml
+
+from conftest import tiny_raw_config
 from moldiff.local_cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +30,17 @@ def cluster():
         yield c
 
 
+def submit(cluster, run_args: list[str]) -> str:
+    """``ray job submit`` of ``python experiments/run.py <run_args>``; returns its output."""
+    cmd = [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", cluster.dashboard_url,
+           "--working-dir", str(ROOT), "--", "python", "experiments/run.py", *run_args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT, env=cluster.env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    assert re.search(r"Job '.*' succeeded", out), out[-3000:]
+    return out
+
+
 def test_job_submit_runs_the_experiment_across_two_nodes(cluster, tmp_path):
     overrides = [
         f"output_dir={tmp_path / 'runs'}", f"data.root={tmp_path / 'data'}", "name=job",
@@ -37,13 +52,7 @@ def test_job_submit_runs_the_experiment_across_two_nodes(cluster, tmp_path):
         "sampling.n_steps=10", "sampling.n_samples=20", "sampling.seeds=[0]", "sampling.batch_size=10",
         "evaluation.distance_bins=20", "evaluation.energy_bins=10", "evaluation.w2_samples=20",
     ]
-    cmd = [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", cluster.dashboard_url,
-           "--working-dir", str(ROOT), "--", "python", "experiments/run.py", "experiments/configs/dsm_lj13.yaml",
-           *overrides]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT, env=cluster.env)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    assert re.search(r"Job '.*' succeeded", out), out[-3000:]
+    out = submit(cluster, ["experiments/configs/dsm_lj13.yaml", *overrides])
     # the driver imported moldiff from the uploaded working dir, not from this checkout or site-packages
     origin = re.search(r"moldiff \S+ from (\S+)", out).group(1)
     assert "runtime_resources" in origin and not origin.startswith(str(ROOT)), origin
@@ -53,3 +62,31 @@ def test_job_submit_runs_the_experiment_across_two_nodes(cluster, tmp_path):
     meta = json.loads((run / "checkpoints" / "final" / "meta.json").read_text())
     assert meta["world_size"] == 2
     assert (run / "plots" / "hr.png").is_file() and (run / "samples" / "seed_0.extxyz").is_file()
+
+
+def test_job_submit_runs_an_ablation_study(cluster, tmp_path):
+    """Objective (DSM, PSM) x seed (0, 1) submitted as one job: each cell a Tune trial running its own
+    Ray Train run on the cluster, aggregated into one table with mean +- std over the seeds."""
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_raw_config(tmp_path, "base")))
+    spec = {"name": "ablation", "base": "base.yaml", "metric": "distance_tvd", "max_concurrent_trials": 2,
+            "variants": {"objective": {"dsm": {"objective.name": "dsm"}, "psm": {"objective.name": "psm"}},
+                         "seed": {"s0": {"seed": 0}, "s1": {"seed": 1}}}}
+    path = tmp_path / "ablation.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    submit(cluster, ["--sweep", str(path)])
+    study = tmp_path / "runs" / "ablation"
+    trials = json.loads((study / "summary.json").read_text())["trials"]
+    cells = sorted((t["params"]["variant.objective"], t["params"]["variant.seed"]) for t in trials if "metrics" in t)
+    assert cells == [("dsm", "s0"), ("dsm", "s1"), ("psm", "s0"), ("psm", "s1")]
+    for t in trials:                    # every cell trained through Ray Train in its own run directory
+        meta = json.loads((study / t["trial"] / "checkpoints" / "final" / "meta.json").read_text())
+        assert meta["world_size"] == 1 and (study / t["trial"] / "metrics.json").is_file()
+    page = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "publish_study.py"), str(study),
+                           "--name", "ablation", "--output-dir", str(tmp_path / "results"), "--aggregate", "seed"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert page.returncode == 0, page.stderr[-3000:]
+    table = (tmp_path / "results" / "ablation.md").read_text()
+    assert "Mean ± std over the seed values ['s0', 's1']" in table
+    assert re.search(r"^\| dsm \| \S+ ± \S+ \|", table, re.M) and re.search(r"^\| psm \| \S+ ± \S+ \|", table, re.M), table
+    records = json.loads((tmp_path / "results" / "ablation.json").read_text())
+    assert {r["variant"] for r in records} == {"dsm", "psm"} and all(r["n_seeds"] == 2 for r in records)

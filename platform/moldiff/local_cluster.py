@@ -156,11 +156,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cluster = LocalCluster(args.workers, args.cpus_per_node).start()
     print(f"Ray cluster up: {1 + args.workers} nodes\n  RAY_ADDRESS={cluster.dashboard_url}  (ray job submit)\n"
-          f"  GCS {cluster.gcs_address}  (ray.init / ray.address)\nCtrl-C stops it.", flush=True)
+          f"  GCS {cluster.gcs_address}  (ray.init / ray.address)\nCtrl-C (or SIGTERM) stops it.", flush=True)
+    # a script's background job ignores SIGINT: let `kill` stop the cluster as cleanly as Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        pass
+    finally:
         cluster.cleanup()
     return 0
 
