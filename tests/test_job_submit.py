@@ -31,9 +31,11 @@ def cluster():
 
 
 def submit(cluster, run_args: list[str]) -> str:
-    """``ray job submit`` of ``python experiments/run.py <run_args>``; returns its output."""
+    """``ray job submit`` of ``python experiments/run.py <run_args>`` with the runtime env that
+    cluster/README.md tells people to use; returns the job's output."""
     cmd = [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", cluster.dashboard_url,
-           "--working-dir", str(ROOT), "--", "python", "experiments/run.py", *run_args]
+           "--working-dir", str(ROOT), "--runtime-env", str(ROOT / "cluster" / "runtime_env.yaml"),
+           "--", "python", "experiments/run.py", *run_args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT, env=cluster.env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
@@ -62,6 +64,22 @@ def test_job_submit_runs_the_experiment_across_two_nodes(cluster, tmp_path):
     meta = json.loads((run / "checkpoints" / "final" / "meta.json").read_text())
     assert meta["world_size"] == 2
     assert (run / "plots" / "hr.png").is_file() and (run / "samples" / "seed_0.extxyz").is_file()
+
+
+def test_driver_leaves_the_jobs_own_runtime_env_settings_alone(monkeypatch):
+    """Ray refuses to start a job's driver whose ray.init repeats an env var of the job's runtime
+    env (cluster/runtime_env.yaml sets OMP_NUM_THREADS): the job's value wins, ours are dropped."""
+    from moldiff.config import RayConfig
+    from moldiff.runtime import runtime_env
+
+    alone = runtime_env(RayConfig())
+    assert alone["env_vars"]["OMP_NUM_THREADS"] == "1" and alone["py_modules"]
+    job = yaml.safe_load((ROOT / "cluster" / "runtime_env.yaml").read_text())
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": job}))
+    inside = runtime_env(RayConfig())
+    assert not set(inside["env_vars"]) & set(job["env_vars"])
+    assert set(inside["env_vars"]) | set(job["env_vars"]) == set(alone["env_vars"]) | set(job["env_vars"])
+    assert inside["py_modules"] == alone["py_modules"]
 
 
 def test_job_submit_runs_an_ablation_study(cluster, tmp_path):

@@ -3,6 +3,7 @@
 through ``runtime_env.py_modules``, so jobs work from a bare checkout without ``pip install``."""
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -22,8 +23,14 @@ def package_dir() -> Path:
     return Path(moldiff.__file__).resolve().parent
 
 
+def job_runtime_env() -> dict:
+    """The runtime env that ``ray job submit --runtime-env`` gave this driver ({} outside a job)."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")     # set by Ray's job manager
+    return (json.loads(raw).get("runtime_env") or {}) if raw else {}
+
+
 def runtime_env(cfg: RayConfig) -> dict:
-    return {
+    env = {
         "py_modules": [str(package_dir())],
         "env_vars": {
             "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(cfg.worker_start_timeout_s),
@@ -33,6 +40,13 @@ def runtime_env(cfg: RayConfig) -> dict:
             "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
         },
     }
+    # Ray refuses to start a job's driver whose ray.init sets an env var or field that the job's
+    # runtime env also sets: the job's settings win (a user's --runtime-env is deliberate).
+    job = job_runtime_env()
+    env["env_vars"] = {k: v for k, v in env["env_vars"].items() if k not in (job.get("env_vars") or {})}
+    if "py_modules" in job:                                  # then they must include platform/moldiff
+        del env["py_modules"]
+    return env
 
 
 def connect(cfg: RayConfig, quiet: bool = True):
