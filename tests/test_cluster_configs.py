@@ -93,21 +93,27 @@ def test_kuberay_cluster_and_job_match_the_package():
 
 
 def test_runtime_env_keeps_local_data_out_of_the_upload_and_the_package_in():
-    """Judged by Ray's own matcher for ``excludes``: an unanchored "data/" once dropped
-    platform/moldiff/data/ from the upload (the job died importing moldiff.data)."""
+    """Judged with Ray's own matchers: the working_dir upload honours .gitignore and the
+    runtime env's excludes; py_modules (moldiff itself) get the same excludes relative to the
+    package's root. An unanchored "data/" there, and then "/data/", dropped platform/moldiff/data/
+    (the submitted job died importing moldiff.data)."""
     import subprocess
 
-    from ray._private.runtime_env.packaging import _get_excludes
+    from ray._private.runtime_env.packaging import _get_excludes, _get_ignore_file
 
     env = yaml.safe_load((CLUSTER / "runtime_env.yaml").read_text())
-    excluded = _get_excludes(ROOT, env["excludes"])
-    for local in (".venv/bin/python", "data/lj13/data.parquet", "runs/dsm_lj13/metrics.json"):
-        assert excluded(ROOT / local), local
+    gitignored = _get_ignore_file(ROOT, ".gitignore")
+    for local in (".venv/bin/python", "data/lj13/manifest.json", "runs/dsm_lj13/metrics.json"):
+        assert gitignored(ROOT / local), local
+    assert _get_excludes(ROOT, env["excludes"])(ROOT / "data" / "lj13" / "data.parquet")
     tracked = subprocess.run(["git", "ls-files", "platform", "experiments", "tuning"], cwd=ROOT,
                              capture_output=True, text=True, check=True).stdout.split()
-    assert any(f.startswith("platform/moldiff/data/") for f in tracked)
-    dropped = [f for f in tracked if excluded(ROOT / f)]
-    assert not dropped, f"runtime_env.yaml excludes package files from the upload: {dropped[:5]}"
+    package = ROOT / "platform" / "moldiff"
+    in_package = [ROOT / f for f in tracked if (ROOT / f).is_relative_to(package)]
+    assert any(f.parent.name == "data" for f in in_package)
+    dropped = [f for f in tracked if _get_excludes(ROOT, env["excludes"])(ROOT / f) or gitignored(ROOT / f)]
+    dropped += [str(f.relative_to(ROOT)) for f in in_package if _get_excludes(package, env["excludes"])(f)]
+    assert not dropped, f"package files left out of the job's upload: {dropped[:5]}"
     assert env["env_vars"]["OMP_NUM_THREADS"] == "1"
 
 
