@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from moldiff.runtime import connect, log  # noqa: E402
 from moldiff.config import RayConfig  # noqa: E402
+from moldiff.experiment import stage_seconds  # noqa: E402
 from moldiff.sweep import run_sweep  # noqa: E402
 from result_files import write_result  # noqa: E402
 
@@ -55,7 +56,7 @@ def main() -> int:
     import ray
     cpus = ray.cluster_resources().get("CPU", 0)
     work = Path(tempfile.mkdtemp(prefix="sweep_throughput_", dir=ROOT / "runs" if (ROOT / "runs").exists() else None))
-    passes = {}
+    passes, stages = {}, {}
     try:
         for concurrent in (1, 2):
             spec = write_study(work, ROOT / args.config, args.trials, concurrent, work / f"runs_{concurrent}")
@@ -67,6 +68,10 @@ def main() -> int:
             if finished != args.trials:
                 raise RuntimeError(f"pass with {concurrent} at a time: {finished} of {args.trials} trials finished")
             passes[concurrent] = seconds
+            # where a trial's time goes at this concurrency: mean seconds per stage over the trials
+            per_trial = [stage_seconds(t["run_dir"]) for t in summary["trials"]]
+            stages[concurrent] = {st: sum(t.get(st, 0.0) for t in per_trial) / len(per_trial)
+                                  for st in ("train", "sample", "evaluate")}
             log(f"[throughput] {concurrent} at a time: {seconds:.0f}s, {3600 * args.trials / seconds:.1f} trials/h")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -76,12 +81,15 @@ def main() -> int:
     md = ["# Sweep throughput: 1 vs 2 concurrent trials", "",
           f"Command: `{command}`; {args.trials} identical trials of `{args.config}` (training seeds 0-{args.trials - 1}) "
           f"per pass, each a whole experiment; a cluster of {cpus:g} CPUs; both passes in one run.", "",
-          "| trials at a time | wall time (s) | trials per hour |", "|---|---|---|",
-          *[f"| {c} | {s:.0f} | {3600 * args.trials / s:.1f} |" for c, s in passes.items()], "",
+          "| trials at a time | wall time (s) | trials per hour | per trial: train (s) | sample (s) | evaluate (s) |",
+          "|---|---|---|---|---|---|",
+          *[f"| {c} | {s:.0f} | {3600 * args.trials / s:.1f} | " + " | ".join(f"{v:.0f}" for v in stages[c].values()) + " |"
+            for c, s in passes.items()], "",
           f"**Ratio (2 at a time over 1 at a time, trials per hour): {ratio:.2f}.**"]
     records = [{"experiment": "sweep_throughput", "variant": f"{c}_concurrent", "metric": "trials_per_hour",
                 "mean": 3600 * args.trials / s, "std": 0.0, "n_seeds": 1, "n_samples": args.trials,
-                "noise_floor": None, "command": command} for c, s in passes.items()]
+                "noise_floor": None, "command": command,
+                **{f"mean_{st}_seconds": v for st, v in stages[c].items()}} for c, s in passes.items()]
     records.append({"experiment": "sweep_throughput", "variant": "2_over_1", "metric": "throughput_ratio",
                     "mean": ratio, "std": 0.0, "n_seeds": 1, "n_samples": args.trials, "noise_floor": None,
                     "command": command})
