@@ -147,3 +147,36 @@ def test_morered_configs_fail_early(tmp_path):
         tiny_morered(tmp_path, "x", "joint", **{"relaxation.samplers": "[fire]"})
     with pytest.raises(ConfigError, match="objective.name morered / force_field and model.backbone painn"):
         tiny_morered(tmp_path, "x", "joint", **{"model.backbone": "egnn"})
+
+
+def test_inputs_are_made_from_the_split_asked_for(tmp_path):
+    """Sweeps select on inputs made from validation molecules, results on test molecules: the two
+    sets of inputs share no molecule."""
+    from moldiff.data.sources import prepare_data
+    from moldiff.data.store import read_dataset, read_manifest
+    from moldiff.relaxation_pipeline import prepare_inputs
+
+    made = {}
+    for split in ("test", "validation"):
+        cfg = tiny_morered(tmp_path, "x", "joint", **{"relaxation.inputs.split": split,
+                                                      "relaxation.inputs.kinds": "[diffusion]"})
+        data = prepare_data(cfg.data, log=lambda m: None)
+        path = prepare_inputs(cfg, data, log=lambda m: None)
+        source = data.reference if split == "test" else data.validation
+        stable = set(read_dataset(source, validate=False)[0].column("id").to_pylist())
+        made[split] = {i.rsplit("-", 1)[0] for i in read_dataset(path, validate=False)[0].column("id").to_pylist()}
+        assert len(made[split]) == 3 and made[split] <= stable, (split, made[split])
+        assert read_manifest(path).generator["from"] == str(source)
+    assert not made["test"] & made["validation"]
+
+
+def test_validation_inputs_need_a_validation_split(tmp_path):
+    import dataclasses
+
+    from moldiff.data.sources import prepare_data
+    from moldiff.relaxation_pipeline import prepare_inputs
+
+    cfg = tiny_morered(tmp_path, "x", "joint", **{"relaxation.inputs.split": "validation"})
+    data = prepare_data(cfg.data, log=lambda m: None)
+    with pytest.raises(ConfigError, match="relaxation.inputs.split: validation, but data.source 'qm9'"):
+        prepare_inputs(cfg, dataclasses.replace(data, validation=None), log=lambda m: None)

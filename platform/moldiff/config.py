@@ -482,9 +482,12 @@ class EvaluationConfig(_Section):
 
 
 class RelaxationInputsConfig(_Section):
-    """Unstable inputs made from the stable test molecules (data.relaxation_inputs)."""
+    """Unstable inputs made from stable molecules of one split (data.relaxation_inputs)."""
 
-    n_molecules: Optional[int] = Field(200, ge=1, description="test molecules perturbed (null = the whole test split)")
+    split: Literal["test", "validation"] = Field(
+        "test", description="the molecules perturbed: test (results), or validation (sweeps select on these, so "
+        "their choice never sees the test molecules)")
+    n_molecules: Optional[int] = Field(200, ge=1, description="molecules perturbed (null = the whole split)")
     kinds: list[Literal["etkdg", "diffusion", "thermal", "prior"]] = Field(
         default_factory=lambda: ["etkdg", "diffusion", "thermal"], min_length=1,
         description="prior: pure noise with the molecule's composition, i.e. generation (judged by validity)")

@@ -3,7 +3,7 @@ relax unstable molecules and judge the result. ``relaxation.samplers`` picks the
 itp / as / jt / ddpm, ``fire`` (batched FIRE on a learned force field) and ``mmff`` (RDKit MMFF94,
 the classical reference, needs no model), all on the same inputs.
 
-    <data.root>/relax-inputs-<key>/          the unstable inputs (made once from the test split)
+    <data.root>/relax-inputs-<key>/          the unstable inputs (made once from the test or validation split)
     <run_dir>/relaxed/<sampler>_seed<s>/     data.parquet: relaxed positions and their targets, steps,
                                              convergence flag, failure reason, RMSDs, ratio (one row per input)
     <run_dir>/relaxed/<sampler>-kmin<k>_seed<s>/   the same with a convergence threshold k_min = k > 0
@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import replace_directory, temp_sibling, write_text as write_text_atomic
-from .config import ExperimentConfig
+from .config import ConfigError, ExperimentConfig
 from .data.sources import PreparedData
 from .data.store import Manifest, dataset_exists, read_dataset, write_dataset
 from .relaxation_threshold import ADAPTIVE_SAMPLERS, parse_label, resolve_k_min, sampler_label
@@ -54,9 +54,22 @@ ERROR_STATS = ("median_ratio_se", "failure_fraction_se")
 BOOTSTRAP_DRAWS = 1000
 
 
+def _source_split(cfg: ExperimentConfig, data: PreparedData) -> Path:
+    """The stable molecules the inputs are made from (relaxation.inputs.split)."""
+    if cfg.relaxation.inputs.split == "test":
+        return data.reference
+    if data.validation is None:
+        raise ConfigError(f"relaxation.inputs.split: validation, but data.source {cfg.data.source!r} has no "
+                          "validation split (qm9 has one)")
+    return data.validation
+
+
 def inputs_path(cfg: ExperimentConfig, data: PreparedData) -> Path:
+    inputs = cfg.relaxation.inputs.model_dump(mode="json")
+    if inputs["split"] == "test":           # the key inputs made before `split` existed were cached under
+        del inputs["split"]
     spec = {"test": data.reference_manifest.name, "selection": data.reference_manifest.generator.get("selection"),
-            "inputs": cfg.relaxation.inputs.model_dump(mode="json"), "n_steps": cfg.diffusion.n_steps}
+            "inputs": inputs, "n_steps": cfg.diffusion.n_steps}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     return Path(cfg.data.root).expanduser().resolve() / f"relax-inputs-{key}"
 
@@ -69,18 +82,19 @@ def prepare_inputs(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str
         log(f"[relax] using cached inputs {path}")
         return path
     ri = cfg.relaxation.inputs
-    test, manifest = read_dataset(data.reference, validate=False)
+    source = _source_split(cfg, data)
+    stable, manifest = read_dataset(source, validate=False)
     if ri.n_molecules is not None:
-        test = test.slice(0, ri.n_molecules)
+        stable = stable.slice(0, ri.n_molecules)
     settings = PerturbationSettings(kinds=tuple(ri.kinds), diffusion_steps=tuple(ri.diffusion_steps),
                                     n_steps=cfg.diffusion.n_steps, thermal_K=ri.thermal_K,
                                     thermal_steps=ri.thermal_steps, seed=ri.seed)
     t0 = time.time()
-    table, info = build_inputs(test, settings, log=log)
+    table, info = build_inputs(stable, settings, log=log)
     write_dataset(path, table, Manifest(name=path.name, source="relaxation-inputs", units={"length": "Angstrom"},
                                         level_of_theory=f"perturbed {manifest.level_of_theory} geometries",
-                                        generator={**info, "from": str(data.reference), "seconds": round(time.time() - t0, 1)}))
-    log(f"[relax] wrote {path} ({table.num_rows} inputs from {test.num_rows} molecules, {time.time() - t0:.0f}s)")
+                                        generator={**info, "from": str(source), "seconds": round(time.time() - t0, 1)}))
+    log(f"[relax] wrote {path} ({table.num_rows} inputs from {stable.num_rows} {ri.split} molecules, {time.time() - t0:.0f}s)")
     return path
 
 
@@ -452,7 +466,7 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
                 generated = rows.take(pa.array(np.flatnonzero(labels == "prior")))
                 for stat, value in _generation_stats(generated, data, log).items():
                     per_seed[seed][f"{sampler}_prior_{stat}"] = value
-                # comparison: the test molecules themselves (the data's own validity and uniqueness)
+                # comparison: the stable molecules themselves (the data's own validity and uniqueness)
                 for stat, value in _generation_stats(generated, data, log, use_targets=True).items():
                     floor[f"{sampler}_prior_{stat}"] = value
             s = per_seed[seed]
@@ -467,7 +481,7 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
     metrics = {
         "experiment": cfg.name, "variant": cfg.variant, "seeds": list(rx.seeds), "n_samples": n_inputs,
         "n_reference": n_inputs, "n_noise_floor_set": n_inputs, "n_train": data.train_manifest.n_molecules,
-        "reference_split": "unstable inputs made from QM9 test molecules; targets are their DFT geometries; "
+        "reference_split": f"unstable inputs made from QM9 {rx.inputs.split} molecules; targets are their DFT geometries; "
                            "comparison column: no relaxation (ratio 1, the inputs' own RMSD)",
         "units": {"rmsd": "Angstrom", "energy_above_min": "kcal/mol (GFN2-xTB, above the GFN2 minimum nearest the DFT target)"},
         "metrics": {m: summary([per_seed[s][m] for s in rx.seeds]) for m in names},
