@@ -76,8 +76,13 @@ class LocalCluster:
         while self._alive_nodes() < 1:
             self._check_running(deadline)
         for i in range(self.n_workers):
+            # Each raylet gets its own temp dir, as separate machines would: sharing the head's, a
+            # second node's runtime-env agent re-extracts the job's working_dir in place (Ray
+            # always overwrites it there), deleting the directory the job's driver runs in; and
+            # both log monitors forward every worker's log lines, so each appears twice.
             self._start_node([f"--address={self.gcs_address}", f"--dashboard-agent-listen-port={free_port()}",
-                              f"--metrics-export-port={free_port()}"], f"worker{i}")
+                              f"--metrics-export-port={free_port()}", f"--temp-dir={self.temp_dir}/node{i + 1}"],
+                             f"worker{i}")
         while self._alive_nodes() < 1 + self.n_workers:
             self._check_running(deadline)
         self._wait_for_job_agent(deadline)
