@@ -32,6 +32,7 @@ from moldiff.experiment import load_samples, stage_seconds  # noqa: E402
 from moldiff.plots import plot_hr_variants, plot_study_metric  # noqa: E402
 from expectations import checks_for, judge  # noqa: E402
 from publish_results import paper_table  # noqa: E402
+from result_files import recorded_command  # noqa: E402
 
 SHOWN = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "stable_fraction",
          # state-vector systems (Fokker-Planck): iid and simulation against the reference
@@ -171,7 +172,7 @@ def main(argv=None) -> int:
         groups = list(rows[0]["variants"])
         metrics_shown = [m for m in SHOWN if any(m in r["metrics"]["metrics"] for r in rows)]
         md += [f"## {name}", "",
-               f"Command: `python experiments/run.py --sweep <spec of {name}>`"
+               f"Command: `{' && '.join(recorded_command(p) or f'python experiments/run.py --sweep <spec of {name}>' for p in parts)}`"
                + (f" with `--only`, run in parts ({', '.join(p.name for p in parts)})"
                   if len(parts) > 1 or sweep["spec"].get("part_of") else "")
                + f" (spec and resolved base config: {', '.join(f'`{p.name}/sweep.yaml`' for p in parts)}; each trial's "

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 NOTES = Path(__file__).resolve().parent / "notes"
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def write_result(output: str | Path, md: list[str], records: list[dict]) -> str:
@@ -21,7 +22,9 @@ def write_result(output: str | Path, md: list[str], records: list[dict]) -> str:
 
 def recorded_command(run_dir: str | Path) -> str | None:
     """Every command recorded in ``run_dir/command.txt``, in order and once each, joined with
-    `` && `` (a run trained and evaluated in separate invocations); None when nothing is recorded."""
+    `` && `` (a run trained and evaluated in separate invocations); None when nothing is recorded.
+    Absolute paths into this checkout (a job's ``output_dir=/.../runs``) read as ``$PWD/...``."""
     path = Path(run_dir) / "command.txt"
-    commands = [c for c in path.read_text().splitlines() if c.strip()] if path.is_file() else []
+    commands = [c.replace(f"{CHECKOUT}/", "$PWD/") for c in path.read_text().splitlines() if c.strip()] \
+        if path.is_file() else []
     return " && ".join(dict.fromkeys(commands)) if commands else None
