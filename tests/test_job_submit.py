@@ -105,6 +105,7 @@ def test_job_submit_runs_an_ablation_study(cluster, tmp_path):
     assert page.returncode == 0, page.stderr[-3000:]
     table = (tmp_path / "results" / "ablation.md").read_text()
     assert "Mean ± std over the seed values ['s0', 's1']" in table
+    assert f"Command: `python experiments/run.py --sweep {path}`" in table       # as the job recorded it
     assert re.search(r"^\| dsm \| \S+ ± \S+ \|", table, re.M) and re.search(r"^\| psm \| \S+ ± \S+ \|", table, re.M), table
     records = json.loads((tmp_path / "results" / "ablation.json").read_text())
     assert {r["variant"] for r in records} == {"dsm", "psm"} and all(r["n_seeds"] == 2 for r in records)
