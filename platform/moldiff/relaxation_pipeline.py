@@ -66,7 +66,7 @@ def _source_split(cfg: ExperimentConfig, data: PreparedData) -> Path:
 
 def inputs_path(cfg: ExperimentConfig, data: PreparedData) -> Path:
     inputs = cfg.relaxation.inputs.model_dump(mode="json")
-    if inputs["split"] == "test":           # the key inputs made before `split` existed were cached under
+    if inputs["split"] == "test":           # test inputs keep the cache key they had before `split` existed
         del inputs["split"]
     spec = {"test": data.reference_manifest.name, "selection": data.reference_manifest.generator.get("selection"),
             "inputs": inputs, "n_steps": cfg.diffusion.n_steps}
