@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import yaml
 
 from conftest import tiny_raw_config
