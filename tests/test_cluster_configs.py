@@ -105,14 +105,16 @@ def test_runtime_env_keeps_local_data_out_of_the_upload_and_the_package_in():
     gitignored = _get_ignore_file(ROOT, ".gitignore")
     for local in (".venv/bin/python", "data/lj13/manifest.json", "runs/dsm_lj13/metrics.json"):
         assert gitignored(ROOT / local), local
-    assert _get_excludes(ROOT, env["excludes"])(ROOT / "data" / "lj13" / "data.parquet")
+    excluded = _get_excludes(ROOT, env["excludes"])
+    assert excluded(ROOT / "data" / "lj13" / "data.parquet")
     tracked = subprocess.run(["git", "ls-files", "platform", "experiments", "tuning"], cwd=ROOT,
                              capture_output=True, text=True, check=True).stdout.split()
     package = ROOT / "platform" / "moldiff"
     in_package = [ROOT / f for f in tracked if (ROOT / f).is_relative_to(package)]
     assert any(f.parent.name == "data" for f in in_package)
-    dropped = [f for f in tracked if _get_excludes(ROOT, env["excludes"])(ROOT / f) or gitignored(ROOT / f)]
-    dropped += [str(f.relative_to(ROOT)) for f in in_package if _get_excludes(package, env["excludes"])(f)]
+    dropped = [f for f in tracked if excluded(ROOT / f) or gitignored(ROOT / f)]
+    excluded_in_package = _get_excludes(package, env["excludes"])
+    dropped += [str(f.relative_to(ROOT)) for f in in_package if excluded_in_package(f)]
     assert not dropped, f"package files left out of the job's upload: {dropped[:5]}"
     assert env["env_vars"]["OMP_NUM_THREADS"] == "1"
 
