@@ -64,7 +64,7 @@ def main() -> int:
     k_min = parse_label(configured_label(rx, args.sampler, args.run_dir))[1]
     settings = {"max_steps": rx.max_steps, "k_min": k_min, "fmax": rx.fmax}
     batcher = RelaxBatch(args.sampler, checkpoint, time_dir, settings, args.slots, 0, cfg.ray.torch_threads,
-                         cfg.sampling.use_ema)
+                         cfg.sampling.use_ema, precision=rx.precision)
     log(f"[throughput] {table.num_rows} inputs, sampler {args.sampler}: one at a time, then {args.slots} in flight")
     single_s, single_pos = in_process(batcher, table, 1)
     batched_s, batched_pos = in_process(batcher, table, args.slots)
@@ -77,7 +77,8 @@ def main() -> int:
         for actors in (1, 2):
             t0 = time.time()
             relax_file(subset, Path(tmp) / f"out{actors}", args.sampler, checkpoint, time_dir, actors, args.slots, 0,
-                       settings, cfg.ray.cpus_per_actor, cfg.ray.torch_threads, cfg.sampling.use_ema)
+                       settings, cfg.ray.cpus_per_actor, cfg.ray.torch_threads, cfg.sampling.use_ema,
+                       precision=rx.precision)
             actor_s[actors] = time.time() - t0
             log(f"[throughput] {actors} actor(s): {actor_s[actors]:.0f}s")
     n = table.num_rows
@@ -87,7 +88,7 @@ def main() -> int:
           f"Command: `python benchmarks/relax_throughput.py {args.run_dir} --sampler {args.sampler} "
           + (f"--time-run {args.time_run} " if args.time_run else "") + f"--n {args.n} --slots {args.slots}`", "",
           f"Model: `{args.run_dir}` ({cfg.model.backbone}, width {cfg.model.hidden}); sampler {args.sampler}, "
-          f"max {rx.max_steps} steps, k_min {k_min}; {n} inputs from `{inputs.name}`; this machine (2 cores, "
+          f"max {rx.max_steps} steps, k_min {k_min}, {rx.precision}; {n} inputs from `{inputs.name}`; this machine (2 cores, "
           "one torch thread per process). All four measurements in one run.", "",
           "| setting | wall s | molecules / s |", "|---|---|---|",
           *[f"| {name} | {s:.1f} | {n / s:.2f} |" for name, s in rows], "",

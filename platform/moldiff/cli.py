@@ -62,7 +62,11 @@ def main(argv=None) -> int:
 
     log(f"moldiff {moldiff.__version__} from {package_dir()}")
     command = "python experiments/run.py " + " ".join(shlex.quote(a) for a in argv)
-    run_experiment(cfg, stages, command=command, log=log)
+    try:
+        run_experiment(cfg, stages, command=command, log=log)
+    except ConfigError as err:          # found once Ray is up (e.g. ray.use_gpu on a cluster without GPUs)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -76,5 +80,9 @@ def _sweep(args) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    run_sweep(args.sweep, overrides, log=log, only=args.only)
+    try:
+        run_sweep(args.sweep, overrides, log=log, only=args.only)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0

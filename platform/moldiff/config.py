@@ -405,6 +405,13 @@ class TrainingConfig(_Section):
         True, description="pull the worker's shard through Ray Data once and reshuffle it locally "
         "every epoch (for datasets that fit in memory)"
     )
+    precision: Literal["fp32", "tf32", "bf16"] = Field(
+        "fp32", description="training arithmetic: fp32; tf32 (float32 with TF32 matrix products on CUDA GPUs, "
+        "the same as fp32 on CPUs); bf16 (autocast of the forward pass and loss to bfloat16). bf16 is refused "
+        "for conservative models and force fields (their scores and forces are autograd gradients of an "
+        "energy, trained through a second derivative) and for the Fokker-Planck term (finite differences "
+        "in t of log p, which bfloat16's 8-bit mantissa turns into rounding noise)"
+    )
 
 
 class SamplingConfig(_Section):
@@ -516,6 +523,9 @@ class RelaxationConfig(_Section):
     num_actors: int = Field(2, ge=1, description="Ray actors, each with one model replica")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     inputs: RelaxationInputsConfig = RelaxationInputsConfig()
+    precision: Literal["float32", "float64"] = Field(
+        "float32", description="arithmetic of the relaxation models and samplers (float64: the earlier "
+        "default, many times slower on GPUs)")
     energy_subset: int = Field(50, ge=0, description="inputs (the same ids in every run: drawn from the ids with "
                                "inputs.seed) whose relaxed structures get their GFN2-xTB energy above the GFN2 "
                                "minimum nearest the DFT target in evaluate; 0: none (needs tblite)")
@@ -533,9 +543,16 @@ class RayConfig(_Section):
     cpus_per_worker: float = Field(1.0, gt=0)
     num_sampling_actors: int = Field(2, ge=1)
     cpus_per_actor: float = Field(1.0, gt=0)
+    gpus_per_actor: float = Field(1.0, gt=0, le=1, description="with use_gpu: the share of one GPU each "
+                                  "sampling, simulation or relaxation actor holds (0.25: four actors per GPU)")
+    gpu_wait_s: float = Field(0, ge=0, description="with use_gpu: on an autoscaling cluster whose GPU nodes "
+                              "start at zero, ask the autoscaler for GPUs and wait this long for them before "
+                              "failing; 0: fail at once when the cluster has too few")
     torch_threads: int = Field(1, ge=1, description="torch threads in every worker and actor")
     storage_path: Optional[str] = Field(
-        None, description="Ray Train storage; default <run_dir>/ray. Must be shared storage on multi-node"
+        None, description="Ray Train checkpoints: default <run_dir>/ray; else <storage_path>/<name> (experts: "
+        "<storage_path>/<name>/experts/expert<i>), a path or a URI Ray Train accepts (s3://bucket/prefix). "
+        "Must be storage every node reaches on multi-node"
     )
     num_cpus: Optional[int] = Field(None, ge=1, description="embedded local Ray only")
     object_store_memory: Optional[int] = Field(None, ge=78643200, description="embedded local Ray only (bytes)")
@@ -605,6 +622,10 @@ class ExperimentConfig(_Section):
             raise ValueError("objective.fokker_planck.alpha > 0 needs model.conservative: true")
         if self.simulation.enabled and not vector:
             raise ValueError("simulation with learned forces is implemented for state-vector systems only")
+        if self.training.precision == "bf16":
+            why = bf16_conflict(self)
+            if why:
+                raise ValueError(f"training.precision: bf16 does not fit this run: {why}; use fp32 or tf32")
         return self
 
     @property
@@ -620,6 +641,17 @@ class ExperimentConfig(_Section):
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir).expanduser().resolve() / self.name
+
+
+def bf16_conflict(cfg: "ExperimentConfig") -> Optional[str]:
+    """Why bfloat16 training would not be trustworthy for this config, or None."""
+    if cfg.objective.name == "force_field":
+        return "a force field's forces are autograd gradients of its energy"
+    if cfg.data.is_vector_system and cfg.model.conservative:
+        return "a conservative model's score is the autograd gradient of log p"
+    if cfg.objective.name == "fokker_planck" and cfg.objective.fokker_planck.alpha > 0:
+        return "the Fokker-Planck residual takes finite differences of log p in t"
+    return None
 
 
 def _member_value(member: dict, path: tuple[str, ...], default):
@@ -763,9 +795,14 @@ def absolute_paths(raw: dict, base: Path | None = None) -> dict:
         if not isinstance(node, dict):
             continue
         value = node.get(keys[-1], defaults.get(keys))
-        if isinstance(value, str):
+        if isinstance(value, str) and not is_uri(value):
             node[keys[-1]] = str((base / Path(value).expanduser()).resolve())
     return out
+
+
+def is_uri(value: str) -> bool:
+    """``s3://bucket/prefix``, ``gs://...``: storage Ray Train reaches through pyarrow.fs, not a path."""
+    return "://" in value
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:

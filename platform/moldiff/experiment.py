@@ -105,9 +105,12 @@ def run_experiment(cfg: ExperimentConfig, stages: Iterable[str] = STAGES, comman
     if cfg.experts:
         from .train.experts import expert_configs
         expert_configs(cfg)                      # a bad member fails here, before any work
+    connect(cfg.ray)
+    from .accelerator import gpus_needed, require_gpus
+    # ray.use_gpu on a cluster without (enough) GPUs fails here, before any stage or file
+    require_gpus(cfg.ray, gpus_needed(cfg.ray, trains="train" in stages and not cfg.sampling.checkpoint), log)
     run_dir = prepare_run_dir(cfg, command or " ".join(sys.argv))
     log(f"run directory {run_dir}; stages {', '.join(stages)}")
-    connect(cfg.ray)
     clock = StageClock(run_dir)
     with clock("data"):
         data = prepare_data(cfg.data, log)

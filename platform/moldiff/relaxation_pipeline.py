@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .accelerator import actor_gpus, record_stage_devices
 from .atomic import replace_directory, temp_sibling, write_text as write_text_atomic
 from .config import ConfigError, ExperimentConfig
 from .data.sources import PreparedData
@@ -47,7 +48,7 @@ RELAXED_SCHEMA = pa.schema([
     ("z", pa.list_(pa.int16())), ("pos", pa.list_(pa.float32())), ("target", pa.list_(pa.float32())),
     ("n_steps", pa.int64()), ("converged", pa.bool_()),
     ("failed", pa.string()), ("first_index", pa.int64()), ("input_rmsd", pa.float64()), ("rmsd_after", pa.float64()),
-    ("ratio", pa.float64())])
+    ("ratio", pa.float64()), ("device", pa.string())])
 RESULT_STATS = ("median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction")
 # the sampling error of the two headline numbers over the inputs (bootstrap), the benchmark's noise floor
 ERROR_STATS = ("median_ratio_se", "failure_fraction_se")
@@ -107,25 +108,32 @@ MORERED_SAMPLERS = ("itp", "as", "jt", "ddpm")
 
 
 class RelaxBatch:
-    """A Ray Data actor: one model replica (none for mmff), relaxing each batch of input rows with
-    one method: a MoreRed sampler (continuous batching), batched FIRE on a learned force field, or
-    RDKit MMFF94 one molecule at a time."""
+    """A Ray Data actor: one model replica (none for mmff) on this actor's device, in the
+    relaxation's precision, relaxing each batch of input rows with one method: a MoreRed sampler
+    (continuous batching), batched FIRE on a learned force field, or RDKit MMFF94 one molecule at a
+    time (on the CPU). Every output row names the device that relaxed it."""
 
     def __init__(self, sampler: str, model_dir, time_dir, settings: dict, slots: int, seed: int,
-                 torch_threads: int, use_ema: bool):
+                 torch_threads: int, use_ema: bool, use_gpu: bool = False, precision: str = "float32"):
         import torch
 
+        from .accelerator import describe, device_record, local_device
         from .train.checkpoint import load_model
 
         torch.set_num_threads(torch_threads)
         self.sampler, self.settings, self.slots, self.seed, self.done = sampler, settings, slots, seed, 0
+        self.device = local_device(use_gpu and sampler != "mmff")
+        self.dtype = {"float32": torch.float32, "float64": torch.float64}[precision]
+
+        def model(path):
+            return load_model(path, use_ema=use_ema)[0].to(device=self.device, dtype=self.dtype)
         if sampler in MORERED_SAMPLERS:
             from .models.morered import Relaxer
-            noise = load_model(model_dir, use_ema=use_ema)[0].double()
-            time_model = load_model(time_dir, use_ema=use_ema)[0].double() if time_dir else None
-            self.model = Relaxer(noise, time_model)
+            self.model = Relaxer(model(model_dir), model(time_dir) if time_dir else None)
         elif sampler == "fire":
-            self.model = load_model(model_dir, use_ema=use_ema)[0].double()
+            self.model = model(model_dir)
+        self.device_name = describe(device_record(self.device))
+        print(f"[relax {sampler}] {precision} on {self.device_name}", flush=True)
 
     def _morered(self, ids, zs, starts, targets) -> list[tuple]:
         from .sampling.relax import ContinuousRelaxer, RelaxSettings
@@ -153,7 +161,7 @@ class RelaxBatch:
         for lo in range(0, len(zs), self.slots):
             chunk = slice(lo, lo + self.slots)
             graphs = from_arrays(np.concatenate(zs[chunk]), np.concatenate(starts[chunk]),
-                                 np.array([len(z) for z in zs[chunk]]), dtype=torch.float64)
+                                 np.array([len(z) for z in zs[chunk]]), dtype=self.dtype).to(self.device)
 
             def forces(pos, active_atoms):        # the learned force field, on the molecules still moving
                 molecules = torch.unique(graphs.batch[active_atoms])
@@ -162,11 +170,13 @@ class RelaxBatch:
                 f[active_atoms] = self.model.energy_and_forces(sub)[1].detach()
                 return f
             res = fire_relax(forces, graphs.pos, graphs.batch, graphs.n_atoms, settings)
-            bounds = np.concatenate([[0], np.cumsum(graphs.n_atoms.numpy())])
+            n_atoms = graphs.n_atoms.cpu().numpy()
+            bounds = np.concatenate([[0], np.cumsum(n_atoms)])
+            pos, n_steps, converged = res.pos.cpu().numpy(), res.n_steps.cpu().numpy(), res.converged.cpu().numpy()
             for j in range(graphs.num_graphs):
-                steps, done = int(res.n_steps[j]), bool(res.converged[j])
+                steps, done = int(n_steps[j]), bool(converged[j])
                 failed = "" if done else ("step_cap" if steps >= settings.max_steps else "nonfinite")
-                out.append((res.pos[bounds[j]:bounds[j + 1]].numpy(), steps, done, failed, -1))
+                out.append((pos[bounds[j]:bounds[j + 1]], steps, done, failed, -1))
             print(f"[relax fire] {len(out)}/{len(zs)} of this batch in {time.time() - t0:.0f}s", flush=True)
         return out
 
@@ -204,7 +214,8 @@ class RelaxBatch:
             "pos": pa.ListArray.from_arrays(offsets, flat), "target": batch.column("target"),
             "n_steps": [r[1] for r in results], "converged": [r[2] for r in results],
             "failed": [r[3] for r in results], "first_index": [r[4] for r in results],
-            "input_rmsd": input_rmsd, "rmsd_after": rmsd_after, "ratio": ratio})
+            "input_rmsd": input_rmsd, "rmsd_after": rmsd_after, "ratio": ratio,
+            "device": [self.device_name] * len(results)})
 
 
 def relaxed_path(run_dir: Path, label: str, seed: int) -> Path:
@@ -242,8 +253,12 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
             t0 = time.time()
             got = relax_file(inputs, out, sampler, model_dir, time_dir, rx.num_actors, rx.slots, seed,
                              {"max_steps": rx.max_steps, "k_min": k_min, "fmax": rx.fmax},
-                             cfg.ray.cpus_per_actor, cfg.ray.torch_threads, cfg.sampling.use_ema)
-            log(f"[relax] {label}, seed {seed}: wrote {out} ({got} rows, {time.time() - t0:.0f}s)")
+                             cfg.ray.cpus_per_actor, cfg.ray.torch_threads, cfg.sampling.use_ema,
+                             actor_gpus(cfg.ray), rx.precision)
+            devices = sorted(set(pq.read_table(out, columns=["device"]).column("device").to_pylist()))
+            record_stage_devices(run_dir, f"relax {label} seed {seed}", [{"device": d} for d in devices])
+            log(f"[relax] {label}, seed {seed}: wrote {out} ({got} rows, {time.time() - t0:.0f}s, {rx.precision} "
+                f"on {', '.join(devices)})")
 
 
 def configured_label(rx, sampler: str, run_dir: Path) -> str:
@@ -280,9 +295,11 @@ def evaluated_labels(rx, run_dir: Path) -> list[str]:
 
 
 def relax_file(inputs: Path, out: Path, sampler: str, model_dir, time_dir, num_actors: int, slots: int, seed: int,
-               settings: dict, cpus_per_actor: float = 1.0, torch_threads: int = 1, use_ema: bool = True) -> int:
-    """Relax every row of the inputs dataset with ``num_actors`` RelaxBatch actors; writes
-    ``out/data.parquet`` atomically and returns the number of rows (always the number of inputs)."""
+               settings: dict, cpus_per_actor: float = 1.0, torch_threads: int = 1, use_ema: bool = True,
+               gpus_per_actor: float = 0, precision: str = "float32") -> int:
+    """Relax every row of the inputs dataset with ``num_actors`` RelaxBatch actors (each holding
+    ``gpus_per_actor`` of a GPU; 0: on CPUs); writes ``out/data.parquet`` atomically and returns the
+    number of rows (always the number of inputs)."""
     import ray
 
     n_inputs = read_dataset(inputs, validate=False)[1].n_molecules
@@ -292,9 +309,12 @@ def relax_file(inputs: Path, out: Path, sampler: str, model_dir, time_dir, num_a
     ds = ray.data.read_parquet(str(inputs / "data.parquet")).repartition(blocks).materialize().map_batches(
         RelaxBatch, batch_format="pyarrow", batch_size=max(slots, -(-n_inputs // blocks)),
         compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=cpus_per_actor,
+        # mmff runs RDKit on the CPU: it asks for no GPU
+        num_gpus=gpus_per_actor if sampler != "mmff" else 0,
         fn_constructor_kwargs={"model_dir": model_dir, "time_dir": time_dir, "sampler": sampler,
                                "settings": settings, "slots": slots, "seed": seed,
-                               "torch_threads": torch_threads, "use_ema": use_ema})
+                               "torch_threads": torch_threads, "use_ema": use_ema,
+                               "use_gpu": gpus_per_actor > 0 and sampler != "mmff", "precision": precision})
     tmp = temp_sibling(out)
     tmp.mkdir(parents=True)
     try:

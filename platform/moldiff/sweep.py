@@ -276,13 +276,15 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
     # trials run with the trial directory as working directory: make every path absolute here
     base = absolute_paths(apply_overrides(base, base_overrides or []))
     probe = validate_config(apply_overrides(base, _dotted(spec.overrides)), source=str(spec_path))
+    connect(probe.ray)
+    from .accelerator import gpus_needed, require_gpus
+    require_gpus(probe.ray, gpus_needed(probe.ray, trains=True), log)      # before the sweep writes anything
     out = Path(probe.output_dir).resolve() / spec.name
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.yaml").write_text(yaml.safe_dump({"spec": spec.model_dump(mode="json"), "base": base}, sort_keys=False))
     with open(out / "command.txt", "a") as fh:      # for the results page (benchmarks/publish_sweep.py)
         fh.write(" ".join(["python experiments/run.py --sweep", str(spec_path), *(overrides or []),
                            *(f"--only {o}" for o in only or [])]) + "\n")
-    connect(probe.ray)
     # datasets first, once per distinct data section and in parallel (each launches its own Ray
     # tasks); trials then find them in the cache
     distinct = {}

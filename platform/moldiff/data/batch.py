@@ -45,14 +45,23 @@ class GraphBatch:
     def with_pos(self, pos: torch.Tensor) -> "GraphBatch":
         return replace(self, pos=pos)
 
-    def select(self, index: torch.Tensor) -> "GraphBatch":
-        """Sub-batch of molecules ``index`` (in that order)."""
-        ptr = torch.cat([self.n_atoms.new_zeros(1), self.n_atoms.cumsum(0)])
-        n_sel = self.n_atoms[index]
-        mol = torch.repeat_interleave(torch.arange(len(index), device=n_sel.device), n_sel)
-        first_of_mol = torch.cat([n_sel.new_zeros(1), n_sel.cumsum(0)[:-1]])
-        local = torch.arange(int(n_sel.sum()), device=n_sel.device) - first_of_mol[mol]
-        atom_idx = ptr[index][mol] + local
+    def select(self, index: torch.Tensor, host_n_atoms: Optional[np.ndarray] = None) -> "GraphBatch":
+        """Sub-batch of molecules ``index`` (in that order). With ``host_n_atoms`` (this batch's
+        ``n_atoms`` as a host array) the atom index is worked out on the host and copied over, so a
+        batch on a GPU is cut without the host waiting for the device."""
+        if host_n_atoms is not None:
+            atom_idx, mol, n_sel = _selection(np.asarray(index.cpu() if torch.is_tensor(index) else index),
+                                              np.asarray(host_n_atoms))
+            device = self.pos.device
+            atom_idx, mol, n_sel = (torch.from_numpy(a).to(device, non_blocking=True) for a in (atom_idx, mol, n_sel))
+            index = torch.as_tensor(index).to(device, non_blocking=True)
+        else:
+            ptr = torch.cat([self.n_atoms.new_zeros(1), self.n_atoms.cumsum(0)])
+            n_sel = self.n_atoms[index]
+            mol = torch.repeat_interleave(torch.arange(len(index), device=n_sel.device), n_sel)
+            first_of_mol = torch.cat([n_sel.new_zeros(1), n_sel.cumsum(0)[:-1]])
+            local = torch.arange(int(n_sel.sum()), device=n_sel.device) - first_of_mol[mol]
+            atom_idx = ptr[index][mol] + local
         return GraphBatch(
             z=self.z[atom_idx], pos=self.pos[atom_idx],
             batch=mol,
@@ -62,6 +71,16 @@ class GraphBatch:
             props=None if self.props is None else self.props[index],
             fixed_size=self.fixed_size,
         )
+
+
+def _selection(index: np.ndarray, n_atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(atom index, molecule of each selected atom, sizes) of molecules ``index``, on the host."""
+    ptr = np.concatenate([[0], np.cumsum(n_atoms)])
+    n_sel = n_atoms[index].astype(np.int64)
+    mol = np.repeat(np.arange(len(index), dtype=np.int64), n_sel)
+    first_of_mol = np.cumsum(n_sel) - n_sel
+    atom_idx = ptr[index][mol] + np.arange(int(n_sel.sum()), dtype=np.int64) - first_of_mol[mol]
+    return atom_idx.astype(np.int64), mol, n_sel
 
 
 def from_arrays(

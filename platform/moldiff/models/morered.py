@@ -104,6 +104,10 @@ class Relaxer:
                              f"{noise.kind} and {None if time is None else time.kind}")
         self.noise_model, self.time_model, self.schedule = noise, time, noise.schedule
 
+    def parameters(self):
+        """The noise model's weights (their dtype and device are the relaxation's)."""
+        return self.noise_model.parameters()
+
     def predict_index(self, graphs: GraphBatch) -> torch.Tensor:
         if self.time_model is None:
             raise ValueError("this sampler needs a time predictor (relaxation.time_checkpoint)")

@@ -26,12 +26,13 @@ QM9_ELEMENTS = (1, 6, 7, 8, 9)          # H C N O F: type index i is element QM9
 MODES = ("unigem", "joint", "predictor")
 
 
-def type_index(z: torch.Tensor, elements=QM9_ELEMENTS) -> torch.Tensor:
-    """Atomic numbers -> type indices; an element outside ``elements`` is an error."""
+def type_index(z: torch.Tensor, elements=QM9_ELEMENTS, validate: bool = True) -> torch.Tensor:
+    """Atomic numbers -> type indices; an element outside ``elements`` is an error (checked when
+    ``validate``: the check waits for the device)."""
     lookup = torch.full((max(elements) + 1,), -1, dtype=torch.long, device=z.device)
     lookup[torch.tensor(elements, device=z.device)] = torch.arange(len(elements), device=z.device)
     idx = lookup[z.clamp(max=len(lookup) - 1)]
-    if bool(((idx < 0) | (z >= len(lookup))).any()):
+    if validate and bool(((idx < 0) | (z >= len(lookup))).any()):
         bad = sorted(set(z[(idx < 0) | (z >= len(lookup))].tolist()))
         raise ValueError(f"atomic numbers {bad} are not among the model's elements {elements}")
     return idx

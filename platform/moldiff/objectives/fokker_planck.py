@@ -123,7 +123,7 @@ class FokkerPlanckDSM:
         w = time_weight(t, s)
         score = model.score(xt, t, create_graph=True)
         dsm = (w * ((sigma_t[:, None] * score + eps) ** 2).mean(-1)).mean()
-        logs = {"dsm": float(dsm.detach())}
+        logs = {"dsm": dsm.detach()}
         loss = dsm
         if s.alpha > 0:
             if not getattr(model, "conservative", False):
@@ -132,6 +132,6 @@ class FokkerPlanckDSM:
             r1, r2 = weak_residuals(model, self.schedule, xt, t, probes, s)
             fp = (w * r1 * r2).mean() / dim ** 2
             loss = dsm + s.alpha * fp
-            logs["fp"] = float(fp.detach())
-        logs["loss"] = float(loss.detach())
+            logs["fp"] = fp.detach()
+        logs["loss"] = loss.detach()
         return loss, logs

@@ -32,5 +32,4 @@ class ForceMatching:
         e_loss = (per_atom ** 2).mean()
         f_loss = ((forces - graphs.forces.to(forces.dtype)) ** 2).mean()
         loss = self.energy_weight * e_loss + self.force_weight * f_loss
-        return loss, {"loss": float(loss.detach()), "energy_mse_per_atom": float(e_loss.detach()),
-                      "force_mse": float(f_loss.detach())}
+        return loss, {"loss": loss.detach(), "energy_mse_per_atom": e_loss.detach(), "force_mse": f_loss.detach()}

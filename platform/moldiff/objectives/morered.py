@@ -45,11 +45,11 @@ class MoreRedObjective:
         logs, loss = {}, 0.0
         if "eps" in out:
             ddpm = ((out["eps"] - eps) ** 2).mean()
-            logs["ddpm"] = float(ddpm.detach())
+            logs["ddpm"] = ddpm.detach()
             loss = ddpm if self.kind == "noise" else self.eta * ddpm
         if "time" in out:
             time = ((out["time"] - self.time_target(k)[graphs.batch].to(out["time"].dtype)) ** 2).mean()
-            logs["time"] = float(time.detach())
+            logs["time"] = time.detach()
             loss = time if self.kind == "time" else loss + (1 - self.eta) * time
-        logs["loss"] = float(loss.detach())
+        logs["loss"] = loss.detach()
         return loss, logs

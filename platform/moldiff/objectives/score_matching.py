@@ -25,6 +25,7 @@ import torch
 from ..data.batch import GraphBatch
 from ..diffusion.process import noise_batch, per_atom, remove_mean, sample_time
 from ..diffusion.schedules import NoiseSchedule
+from ..train.logs import Masked, masked_mean
 
 # time bins for the per-interval loss logged beside the total
 _T_BINS = (0.0, 0.1, 0.5, 1.0)
@@ -37,12 +38,13 @@ def per_molecule_mse(pred: torch.Tensor, target: torch.Tensor, graphs: GraphBatc
     return total / (3.0 * graphs.n_atoms.to(sq.dtype))
 
 
-def time_binned(values: torch.Tensor, t: torch.Tensor, name: str) -> dict[str, float]:
+def time_binned(values: torch.Tensor, t: torch.Tensor, name: str) -> dict[str, Masked]:
+    """``values`` [B] per diffusion-time bin, as sums and counts (every bin, empty ones too, so all
+    ranks log the same keys; nothing leaves the device)."""
     logs = {}
     for lo, hi in zip(_T_BINS[:-1], _T_BINS[1:]):
         mask = (t >= lo) & (t < hi) if hi < 1.0 else (t >= lo)
-        if mask.any():
-            logs[f"{name}_t{lo:g}-{hi:g}"] = float(values[mask].mean())
+        logs[f"{name}_t{lo:g}-{hi:g}"] = masked_mean(values, mask)
     return logs
 
 
@@ -112,9 +114,9 @@ class ScoreMatching:
         pred = model(graphs.with_pos(xt), t)["eps"]
         per_mol = per_molecule_mse(pred, self.target(graphs, t, eps), graphs)
         loss = per_mol.mean()
-        logs = {"loss": float(loss.detach()), **time_binned(per_mol.detach(), t, "loss")}
+        logs = {"loss": loss.detach(), **time_binned(per_mol.detach(), t, "loss")}
         if self.weight.uses_forces:
             # the plain DSM error, comparable between modes (the loss itself is not: its targets differ)
-            logs["eps_mse"] = float(per_molecule_mse(pred.detach(), eps, graphs).mean())
-            logs["force_weight_mean"] = float(self.weight(t).mean())
+            logs["eps_mse"] = per_molecule_mse(pred.detach(), eps, graphs).mean()
+            logs["force_weight_mean"] = self.weight(t).mean()
         return loss, logs

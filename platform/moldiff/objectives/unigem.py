@@ -23,6 +23,7 @@ from ..data.batch import GraphBatch
 from ..data.normalization import PropertyNormalizer
 from ..diffusion.process import centred_noise, per_atom, remove_mean
 from ..models.unigem import type_index
+from ..train.logs import masked_mean
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class UniGEMObjective:
                  normalizer: Optional[PropertyNormalizer] = None):
         self.schedule, self.settings, self.mode, self.normalizer = schedule, settings, mode, normalizer
         self.name = mode
+        self._elements_checked = False
 
     def _target(self, graphs: GraphBatch) -> torch.Tensor:
         if graphs.props is None or self.normalizer is None:
@@ -96,7 +98,7 @@ class UniGEMObjective:
             t = torch.zeros(graphs.num_graphs, dtype=graphs.pos.dtype, device=graphs.pos.device)
             clean = graphs.with_pos(remove_mean(graphs.pos, graphs.batch, graphs.n_atoms))
             loss = self._prop_loss(model(clean, t)["prop"], graphs).mean()
-            return loss, {"loss": float(loss.detach()), "prop": float(loss.detach())}
+            return loss, {"loss": loss.detach(), "prop": loss.detach()}
         s = self.settings
         if steps is None:
             steps = sample_steps(graphs.num_graphs, s, generator, graphs.pos.device) if self.mode == "unigem" else \
@@ -113,13 +115,15 @@ class UniGEMObjective:
             out = model(noisy, t, per_atom(alpha, graphs.batch) * h0 + per_atom(sigma, graphs.batch) * eps_h)
             both = torch.cat([(out["eps"] - eps) ** 2, (out["eps_types"] - eps_h) ** 2], -1)
             loss = 0.5 * per_molecule_mean(both, graphs).mean()
-            return loss, {"loss": float(loss.detach())}
+            return loss, {"loss": loss.detach()}
         out = model(noisy, t)
         coord = 0.5 * per_molecule_mean((out["eps"] - eps) ** 2, graphs)
         mask = predictive_mask(steps, s).to(coord.dtype)
-        total, logs = coord, {"coord": float(coord.mean().detach())}
+        total, logs = coord, {"coord": coord.mean().detach()}
         if "type_out" in out:
-            idx = type_index(graphs.z, core.elements)
+            # the elements are checked on the first batch only: the check costs a host sync
+            idx = type_index(graphs.z, core.elements, validate=not self._elements_checked)
+            self._elements_checked = True
             if s.type_loss == "l1":
                 target = nn.functional.one_hot(idx, core.n_types).to(xt.dtype) * core.type_scale
                 type_loss = per_molecule_mean((out["type_out"] - target).abs(), graphs)
@@ -127,11 +131,11 @@ class UniGEMObjective:
                 ce = nn.functional.cross_entropy(out["type_out"], idx, reduction="none")
                 type_loss = per_molecule_mean(ce.unsqueeze(-1), graphs)
             total = total + s.type_weight * mask * type_loss
-            logs["type"] = float((mask * type_loss).sum().detach() / mask.sum().clamp(min=1))
+            logs["type"] = masked_mean(type_loss, mask)
         if "prop" in out:
             prop_loss = self._prop_loss(out["prop"], graphs)
             total = total + s.prop_weight * mask * prop_loss
-            logs["prop"] = float((mask * prop_loss).sum().detach() / mask.sum().clamp(min=1))
+            logs["prop"] = masked_mean(prop_loss, mask)
         loss = total.mean()
-        logs["loss"] = float(loss.detach())
+        logs["loss"] = loss.detach()
         return loss, logs

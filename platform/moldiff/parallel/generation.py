@@ -43,7 +43,7 @@ def generate_with_actors(cfg: ExperimentConfig, checkpoint_dir: str, sizes: np.n
     s = cfg.sampling
     chunks = chunk_sizes(s.n_samples, s.batch_size)
     counts = [np.random.default_rng(chunk_seed(seed, k)).choice(sizes, size=n, p=probs) for k, n in enumerate(chunks)]
-    actors = start_workers(cfg, GeneratorWorker, checkpoint_dir, len(chunks))
+    actors = start_workers(cfg, GeneratorWorker, checkpoint_dir, min(cfg.ray.num_sampling_actors, len(chunks)))
     t0, done = time.time(), [0]
 
     def submit(actor, k):

@@ -12,6 +12,7 @@ import numpy as np
 import ray
 import torch
 
+from ..accelerator import actor_options, describe, device_record, local_device, record_stage_devices
 from ..config import ExperimentConfig
 from .pool import chunk_sizes, map_chunks
 
@@ -21,25 +22,33 @@ def chunk_seed(seed: int, chunk: int) -> int:
 
 
 class ModelWorker:
-    """An actor that loads a checkpoint's model once, on the GPU if it has one."""
+    """An actor that loads a checkpoint's model once, onto its GPU with ``ray.use_gpu`` (an error
+    if it sees none), else the CPU."""
 
     def __init__(self, checkpoint_dir: str, use_ema: bool, torch_threads: int, use_gpu: bool):
         from ..train.checkpoint import load_model
 
         torch.set_num_threads(torch_threads)
-        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.device = local_device(use_gpu)
         self.model, self.cfg, _ = load_model(checkpoint_dir, use_ema=use_ema)
         self.model.to(self.device)
+        print(f"[{type(self).__name__}] model on {describe(device_record(self.device))}", flush=True)
+
+    def device_record(self) -> dict:
+        return device_record(self.device)
 
 
-def start_workers(cfg: ExperimentConfig, worker: type, checkpoint_dir: str, n_chunks: int) -> list:
-    """As many ``worker`` actors as ``ray.num_sampling_actors`` allows for ``n_chunks`` chunks of work."""
+def start_workers(cfg: ExperimentConfig, worker: type, checkpoint_dir: str, n_actors: int,
+                  stage: str = "sample") -> list:
+    """``n_actors`` ``worker`` actors, each asking for
+    ``ray.gpus_per_actor`` of a GPU with ``ray.use_gpu``; the devices they hold are recorded in
+    ``<run_dir>/devices.json`` under ``stage``."""
     r = cfg.ray
-    # "DEFAULT": inside a Tune trial, actors would otherwise be pulled into the trial's placement group
-    options = {"num_cpus": r.cpus_per_actor, "num_gpus": 1 if r.use_gpu else 0, "scheduling_strategy": "DEFAULT"}
-    Actor = ray.remote(**options)(worker)
-    return [Actor.remote(str(checkpoint_dir), cfg.sampling.use_ema, r.torch_threads, r.use_gpu)
-            for _ in range(min(r.num_sampling_actors, n_chunks))]
+    Actor = ray.remote(**actor_options(r))(worker)
+    actors = [Actor.remote(str(checkpoint_dir), cfg.sampling.use_ema, r.torch_threads, r.use_gpu)
+              for _ in range(n_actors)]
+    record_stage_devices(cfg.run_dir, stage, ray.get([a.device_record.remote() for a in actors]))
+    return actors
 
 
 class SamplerWorker(ModelWorker):
@@ -70,7 +79,7 @@ def sample_with_actors(cfg: ExperimentConfig, checkpoint_dir: str, z: np.ndarray
     """``cfg.sampling.n_samples`` molecules of composition ``z`` -> [n, len(z), 3]."""
     s = cfg.sampling
     chunks = chunk_sizes(s.n_samples, s.batch_size)
-    actors = start_workers(cfg, SamplerWorker, checkpoint_dir, len(chunks))
+    actors = start_workers(cfg, SamplerWorker, checkpoint_dir, min(cfg.ray.num_sampling_actors, len(chunks)))
     sampling = s.model_dump(mode="json")
     t0 = time.time()
     done = [0]

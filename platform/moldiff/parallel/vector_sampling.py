@@ -19,16 +19,14 @@ import torch
 
 from ..config import ExperimentConfig
 from .pool import chunk_sizes, map_chunks
-from .sampling import chunk_seed
+from .sampling import ModelWorker, chunk_seed, start_workers
 
 
-class StateWorker:
-    def __init__(self, checkpoint_dir: str, use_ema: bool, torch_threads: int):
+class StateWorker(ModelWorker):
+    def __init__(self, checkpoint_dir: str, use_ema: bool, torch_threads: int, use_gpu: bool):
         from ..diffusion.schedules import build_schedule
-        from ..train.checkpoint import load_model
 
-        torch.set_num_threads(torch_threads)
-        self.model, self.cfg, _ = load_model(checkpoint_dir, use_ema=use_ema)
+        super().__init__(checkpoint_dir, use_ema, torch_threads, use_gpu)
         self.schedule = build_schedule(self.cfg.diffusion)
 
     def sample(self, n: int, dim: int, seed: int, n_steps: int, label: str) -> np.ndarray:
@@ -40,14 +38,15 @@ class StateWorker:
         def progress(k):
             if k % every == 0:
                 print(f"[sample {label}] step {k}/{n_steps} ({time.time() - t0:.0f}s)", flush=True)
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator(device=self.device).manual_seed(seed)
         x = reverse_em(self.model, self.schedule, n, dim, n_steps, gen, t_end=self.cfg.diffusion.t_min,
                        dtype=torch.float32, progress=progress)
-        return x.double().numpy() * self.model.state_scale          # back to the data's units
+        return x.double().cpu().numpy() * self.model.state_scale          # back to the data's units
 
     def simulate(self, starts: np.ndarray, settings: dict, kT: float, t_sim: float, seed: int, out_dir: str,
                  label: str) -> np.ndarray:
-        """Langevin in the data's units with F(x) = kT s(x / scale, t_sim) / scale."""
+        """Langevin in the data's units with F(x) = kT s(x / scale, t_sim) / scale, on this actor's
+        device (chains, noise and forces stay there; frames come back block by block)."""
         from ..sampling.langevin import LangevinSettings, langevin
         from ..sampling.vector import learned_forces
 
@@ -62,14 +61,9 @@ class StateWorker:
 
         s = LangevinSettings(kT=kT, **settings)
         forces = learned_forces(self.model, kT, t_sim, self.model.state_scale)
+        starts = torch.as_tensor(starts, dtype=torch.float64, device=self.device)
         return langevin(forces, starts, s, seed, on_frames=write,
                         frames_per_call=max(1, s.n_frames // 10), progress=lambda m: print(m, flush=True), label=label)
-
-
-def _actors(cfg: ExperimentConfig, checkpoint_dir: str, n: int) -> list:
-    options = {"num_cpus": cfg.ray.cpus_per_actor, "scheduling_strategy": "DEFAULT"}
-    Actor = ray.remote(**options)(StateWorker)
-    return [Actor.remote(str(checkpoint_dir), cfg.sampling.use_ema, cfg.ray.torch_threads) for _ in range(n)]
 
 
 def sample_states(cfg: ExperimentConfig, checkpoint_dir: str, dim: int, seed: int,
@@ -77,7 +71,7 @@ def sample_states(cfg: ExperimentConfig, checkpoint_dir: str, dim: int, seed: in
     """``sampling.n_samples`` iid states by reverse diffusion -> [n, dim]."""
     s = cfg.sampling
     chunks = chunk_sizes(s.n_samples, s.batch_size)
-    actors = _actors(cfg, checkpoint_dir, min(cfg.ray.num_sampling_actors, len(chunks)))
+    actors = start_workers(cfg, StateWorker, checkpoint_dir, min(cfg.ray.num_sampling_actors, len(chunks)))
     t0, done = time.time(), [0]
 
     def landed(k):
@@ -97,7 +91,7 @@ def simulate_states(cfg: ExperimentConfig, checkpoint_dir: str, starts: np.ndarr
     """Langevin with the learned forces from ``starts`` [chains, dim] -> frames [n_frames, chains, dim]."""
     sim = cfg.simulation
     shares = [a for a in np.array_split(np.arange(len(starts)), min(sim.num_actors, len(starts))) if len(a)]
-    actors = _actors(cfg, checkpoint_dir, len(shares))
+    actors = start_workers(cfg, StateWorker, checkpoint_dir, len(shares), stage="simulate")
     settings = {"mass": masses, "friction": sim.friction, "dt": sim.dt, "burn_in": sim.burn_in,
                 "n_frames": sim.n_frames, "save_every": sim.save_every}
     t0 = time.time()

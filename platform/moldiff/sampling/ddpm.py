@@ -54,7 +54,7 @@ def ancestral_sample(model, schedule: PolynomialSchedule, graphs: GraphBatch, ge
 
     x = noise_like(graphs.pos, True)
     h = noise_like(torch.empty(graphs.num_atoms, n_types), False) if n_types else None
-    a2 = schedule.alpha2.to(device=device, dtype=torch.float64)
+    a2 = schedule.alpha2.to(dtype=torch.float64, device="cpu")     # step constants on the host: no device waits
     for s in range(T, 0, -1):
         t = torch.full((B,), s / T, dtype=dtype, device=device)
         out = model(graphs.with_pos(x), t, h)

@@ -7,6 +7,11 @@ The force is any callable on positions [chains, ...] (a reference potential, or 
 learned score), so data generation and simulation with a trained model share one integrator.
 Velocities start from Maxwell-Boltzmann. Frames are handed to ``on_frames`` as they are produced,
 so long runs can write and report progress without holding everything in memory.
+
+Starting positions as a numpy array run the chains in numpy (reference potentials); as a torch
+tensor they run on that tensor's device, in float64, with the noise from a generator there (a
+learned force field on a GPU): state, noise and forces stay on the device, and frames come to the
+host once per block of ``frames_per_call``.
 """
 from __future__ import annotations
 
@@ -18,6 +23,50 @@ from typing import Callable, Optional
 import numpy as np
 
 Forces = Callable[[np.ndarray], np.ndarray]
+
+
+class _NumpyChains:
+    def __init__(self, x0, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.x = np.array(x0, dtype=np.float64)
+
+    def per_dof(self, values) -> np.ndarray:
+        return np.broadcast_to(np.asarray(values, dtype=np.float64), self.x.shape[1:])
+
+    def normal(self, shape):
+        return self.rng.standard_normal(shape)
+
+    sqrt = staticmethod(np.sqrt)
+
+    def to_host(self, frames: list) -> np.ndarray:
+        return np.stack(frames)
+
+    def n_diverged(self, x) -> int:
+        return int((~np.isfinite(x)).any(axis=tuple(range(1, x.ndim))).sum())
+
+
+class _TorchChains:
+    def __init__(self, x0, seed: int):
+        import torch
+        self.torch = torch
+        self.x = x0.detach().to(torch.float64)
+        self.generator = torch.Generator(device=self.x.device).manual_seed(int(seed))
+
+    def per_dof(self, values):
+        values = self.torch.as_tensor(np.asarray(values, dtype=np.float64), device=self.x.device)
+        return values.broadcast_to(self.x.shape[1:])
+
+    def normal(self, shape):
+        return self.torch.randn(shape, generator=self.generator, dtype=self.x.dtype, device=self.x.device)
+
+    def sqrt(self, x):
+        return self.torch.sqrt(x)
+
+    def to_host(self, frames: list) -> np.ndarray:
+        return self.torch.stack(frames).cpu().numpy()
+
+    def n_diverged(self, x) -> int:
+        return int((~self.torch.isfinite(x)).flatten(1).any(1).sum())
 
 
 @dataclass(frozen=True)
@@ -47,28 +96,31 @@ def langevin(forces: Forces, x0: np.ndarray, settings: LangevinSettings, seed: i
     callers report it rather than drop it silently.
     """
     s = settings
-    rng = np.random.default_rng(seed)
-    x = np.array(x0, dtype=np.float64)
-    m = np.broadcast_to(np.asarray(s.mass, dtype=np.float64), x.shape[1:])
+    chains = _NumpyChains(x0, seed) if isinstance(x0, np.ndarray) else _TorchChains(x0, seed)
+    x = chains.x
+    m = chains.per_dof(s.mass)
     a = math.exp(-s.friction * s.dt)
     kick = (1.0 - a) / s.friction
-    noise = np.sqrt(s.kT * (1.0 - a * a) / m)
-    v = rng.standard_normal(x.shape) * np.sqrt(s.kT / m)
-    out = np.empty((s.n_frames,) + x.shape)
-    block_start, start, last_report = 0, time.time(), time.time()
+    noise = chains.sqrt(s.kT * (1.0 - a * a) / m)
+    v = chains.normal(x.shape) * chains.sqrt(s.kT / m)
+    out = np.empty((s.n_frames,) + tuple(x.shape))
+    block, block_start, start, last_report = [], 0, time.time(), time.time()
     total = s.burn_in + s.n_frames * s.save_every
+    flush_every = frames_per_call if on_frames is not None else s.n_frames
     for step in range(1, total + 1):
-        v = a * v + kick * forces(x) / m + noise * rng.standard_normal(x.shape)
+        v = a * v + kick * forces(x) / m + noise * chains.normal(x.shape)
         x = x + s.dt * v
         if step > s.burn_in and (step - s.burn_in) % s.save_every == 0:
             k = (step - s.burn_in) // s.save_every - 1
-            out[k] = x
-            if on_frames is not None and (k + 1 - block_start == frames_per_call or k + 1 == s.n_frames):
-                on_frames(block_start, out[block_start:k + 1])
-                block_start = k + 1
+            block.append(x)
+            if k + 1 - block_start == flush_every or k + 1 == s.n_frames:
+                out[block_start:k + 1] = chains.to_host(block)
+                if on_frames is not None:
+                    on_frames(block_start, out[block_start:k + 1])
+                block, block_start = [], k + 1
         if progress is not None and (time.time() - last_report > 10 or step == total):
             last_report = time.time()
-            bad = int((~np.isfinite(x)).any(axis=tuple(range(1, x.ndim))).sum())
+            bad = chains.n_diverged(x)
             progress(f"[{label}] step {step}/{total} ({time.time() - start:.0f}s)"
                      + (f", {bad} chain(s) diverged" if bad else ""))
     return out

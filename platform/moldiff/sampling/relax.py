@@ -19,6 +19,12 @@ A molecule stops when the step it took had k <= k_min (converged), when it reach
 molecules that stopped and pulls new ones from the queue, so one slow molecule never holds a
 whole batch. Each molecule's reverse noise comes from its own generator (seeded by the run seed
 and its position in the input), so results do not depend on batch composition or slot count.
+
+The batch lives on the model's device in the model's dtype (float32 by default in the pipeline,
+float64 as an option). Per step the host sees one small tensor (each molecule's index, finiteness
+and stop flag) and, when some stop, their positions; there is no per-molecule wait for the device.
+The noise is drawn on the host in float64 from the per-molecule generators and copied over once
+per step, so a molecule gets the same noise on any device and in either precision.
 """
 from __future__ import annotations
 
@@ -77,10 +83,22 @@ def step_coefficients(schedule: PolynomialSchedule, k: torch.Tensor):
     return 1.0 / torch.sqrt(alpha), beta / torch.sqrt(1.0 - abar_s), sigma
 
 
+class StepTable:
+    """``step_coefficients`` for every index k, worked out once (float64) and kept on the device."""
+
+    def __init__(self, schedule: PolynomialSchedule, dtype: torch.dtype, device):
+        k = torch.arange(schedule.n_steps)
+        self.table = torch.stack(step_coefficients(schedule, k)).to(device=device, dtype=dtype)   # [3, T]
+
+    def __call__(self, k: torch.Tensor):
+        return tuple(self.table[:, k.clamp(0, self.table.shape[1] - 1)])
+
+
 def reverse_step(x: torch.Tensor, eps: torch.Tensor, k: torch.Tensor, schedule: PolynomialSchedule,
-                 graphs: GraphBatch, noise: torch.Tensor) -> torch.Tensor:
+                 graphs: GraphBatch, noise: torch.Tensor, table: Optional[StepTable] = None) -> torch.Tensor:
     """One corrected MoreRed / DDPM step for every molecule at its own index k [B]; ``noise`` [N, 3]."""
-    inv_sqrt_alpha, eps_coef, sigma = (c.to(x.dtype)[graphs.batch].unsqueeze(-1) for c in step_coefficients(schedule, k))
+    coefficients = table(k) if table is not None else step_coefficients(schedule, k)
+    inv_sqrt_alpha, eps_coef, sigma = (c.to(x.dtype)[graphs.batch].unsqueeze(-1) for c in coefficients)
     eps = remove_mean(eps, graphs.batch, graphs.n_atoms)
     noise = remove_mean(noise, graphs.batch, graphs.n_atoms)
     return (x - eps_coef * eps) * inv_sqrt_alpha + sigma * noise
@@ -99,13 +117,10 @@ class RelaxResult:
 
 
 @dataclass
-class _Slot:
+class _Slot:                         # what the host keeps of a molecule in flight
     index: int
     z: np.ndarray
-    pos: torch.Tensor
     generator: torch.Generator
-    steps: int = 0
-    k0: int = -1
     trace: list[int] = field(default_factory=list)
 
 
@@ -113,34 +128,58 @@ def molecule_generator(seed: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index, 11]).generate_state(1)[0]))
 
 
+def model_dtype_device(model, default_dtype=torch.float64) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device of a model's weights (stubs without weights: float64 on the CPU)."""
+    params = model.parameters() if hasattr(model, "parameters") else iter(())
+    p = next(iter(params), None)
+    return (p.dtype, p.device) if p is not None else (default_dtype, torch.device("cpu"))
+
+
+def concat_batches(a: Optional[GraphBatch], b: GraphBatch) -> GraphBatch:
+    """Molecules of ``a`` then ``b`` (positions and atoms only: what relaxation needs)."""
+    if a is None or a.num_graphs == 0:
+        return b
+    fixed = a.fixed_size if a.fixed_size is not None and a.fixed_size == b.fixed_size else None
+    return GraphBatch(z=torch.cat([a.z, b.z]), pos=torch.cat([a.pos, b.pos]),
+                      batch=torch.cat([a.batch, b.batch + a.num_graphs]), n_atoms=torch.cat([a.n_atoms, b.n_atoms]),
+                      fixed_size=fixed)
+
+
 class ContinuousRelaxer:
     def __init__(self, model: RelaxationModel, settings: RelaxSettings, slots: int = 128, seed: int = 0,
                  keep_trace: bool = False):
         self.model, self.settings, self.slots, self.seed, self.keep_trace = model, settings, slots, seed, keep_trace
+        self.dtype, self.device = model_dtype_device(model)
+        self.table = StepTable(model.schedule, self.dtype, self.device)
         self.model_steps = 0          # network calls, for throughput accounting
 
-    def _batch(self, active: list[_Slot]) -> GraphBatch:
-        z = np.concatenate([s.z for s in active])
-        pos = torch.cat([s.pos for s in active])
-        return from_arrays(z, pos.numpy(), np.array([len(s.z) for s in active]), dtype=pos.dtype)
-
-    def _step_inputs(self, graphs: GraphBatch, active: list[_Slot]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(k [B], eps_hat [N, 3]) for this step, by the sampler's rule."""
+    def _step_inputs(self, graphs: GraphBatch, k0: torch.Tensor, steps: torch.Tensor):
+        """(k [B], eps_hat [N, 3]) for this step, by the sampler's rule (all on the device)."""
         T, sampler, model = self.model.schedule.n_steps, self.settings.sampler, self.model
         if sampler == "jt":
-            return model.index_and_noise(graphs)
+            k, eps = model.index_and_noise(graphs)
+            return k.to(self.device).long(), eps
         if sampler == "ddpm":
-            k = torch.tensor([T - 1 - s.steps for s in active])
+            k = T - 1 - steps
         elif sampler == "itp":
-            need = [i for i, s in enumerate(active) if s.k0 < 0]
-            if need:
-                predicted = model.predict_index(graphs.select(torch.tensor(need)))
-                for i, kk in zip(need, predicted.tolist()):
-                    active[i].k0 = int(kk)
-            k = torch.tensor([max(s.k0 - s.steps, 0) for s in active])
+            k = (k0 - steps).clamp(min=0)
         else:
-            k = model.predict_index(graphs).long()
+            k = model.predict_index(graphs).to(self.device).long()
         return k, model.noise(graphs, k)
+
+    def _enter(self, new: list[tuple[int, np.ndarray, np.ndarray, int]]):
+        """A batch of new molecules on the device, their host slots and their first k (itp
+        predicts it once, now; the others learn it at their first step: -1)."""
+        z = np.concatenate([m[1] for m in new])
+        centred = [torch.from_numpy(m[2]) - torch.from_numpy(m[2]).mean(0) for m in new]
+        graphs = from_arrays(z, torch.cat(centred).numpy(), np.array([len(m[1]) for m in new]),
+                             dtype=self.dtype).to(self.device)
+        slots = [_Slot(i, z_i, molecule_generator(self.seed, key)) for i, z_i, _, key in new]
+        if self.settings.sampler == "itp":
+            k0 = self.model.predict_index(graphs).to(self.device).long()
+        else:
+            k0 = torch.full((len(new),), -1, dtype=torch.long, device=self.device)
+        return graphs, slots, k0
 
     def relax(self, molecules: Iterable[tuple[np.ndarray, np.ndarray]],
               keys: Optional[Iterable[int]] = None) -> Iterator[RelaxResult]:
@@ -149,48 +188,68 @@ class ContinuousRelaxer:
         molecules' noise instead of their positions in the stream (stable across batches and runs)."""
         stream = iter(enumerate(molecules))
         keys = iter(keys) if keys is not None else None
-        active: list[_Slot] = []
+        s, dev = self.settings, self.device
+        graphs: Optional[GraphBatch] = None
+        slots: list[_Slot] = []
+        k0 = torch.zeros(0, dtype=torch.long, device=dev)
+        steps = torch.zeros(0, dtype=torch.long, device=dev)
         exhausted = False
-        s = self.settings
         while True:
-            while not exhausted and len(active) < self.slots:
+            new = []
+            while not exhausted and len(slots) + len(new) < self.slots:
                 try:
                     i, (z, pos) = next(stream)
                 except StopIteration:
                     exhausted = True
                     break
-                p = torch.as_tensor(np.array(pos, dtype=np.float64))
                 key = next(keys) if keys is not None else i
-                active.append(_Slot(i, np.asarray(z), p - p.mean(0), molecule_generator(self.seed, key)))
-            if not active:
+                new.append((i, np.asarray(z), np.array(pos, dtype=np.float64), key))
+            if new:
+                with torch.no_grad():
+                    entering, entering_slots, entering_k0 = self._enter(new)
+                graphs, slots = concat_batches(graphs, entering), slots + entering_slots
+                k0 = torch.cat([k0, entering_k0])
+                steps = torch.cat([steps, torch.zeros(len(new), dtype=torch.long, device=dev)])
+            if not slots:
                 return
-            graphs = self._batch(active)
             with torch.no_grad():
-                k, eps = self._step_inputs(graphs, active)
-                for slot, kk in zip(active, k.tolist()):
-                    if slot.k0 < 0:
-                        slot.k0 = int(kk)
+                k, eps = self._step_inputs(graphs, k0, steps)
+                k0 = torch.where(k0 < 0, k, k0)
                 self.model_steps += 1
-                noise = torch.cat([torch.randn(len(slot.z), 3, generator=slot.generator, dtype=graphs.pos.dtype)
-                                   for slot in active]) * s.noise_scale
-                x = reverse_step(graphs.pos, eps, k, self.model.schedule, graphs, noise)
-            bounds = np.concatenate([[0], np.cumsum([len(slot.z) for slot in active])])
-            still = []
-            for j, slot in enumerate(active):
-                new = x[bounds[j]:bounds[j + 1]]
-                slot.steps += 1
-                kj = int(k[j])
-                if self.keep_trace:
-                    slot.trace.append(kj)
-                finite = bool(torch.isfinite(new).all())
-                if finite:
-                    slot.pos = new
-                done = (not finite) or kj <= s.k_min or slot.steps >= s.max_steps
-                if not done:
-                    still.append(slot)
-                    continue
-                converged = finite and kj <= s.k_min
-                failed = "nonfinite" if not finite else ("" if converged else "step_cap")
-                yield RelaxResult(slot.index, slot.z, slot.pos.numpy(), slot.steps, converged, failed,
-                                  -1 if s.sampler == "ddpm" else slot.k0, slot.trace)
-            active = still
+                noise = torch.cat([torch.randn(len(slot.z), 3, generator=slot.generator, dtype=torch.float64)
+                                   for slot in slots]).to(device=dev, dtype=self.dtype) * s.noise_scale
+                x = reverse_step(graphs.pos, eps, k, self.model.schedule, graphs, noise, self.table)
+                bad_atoms = (~torch.isfinite(x)).any(-1).to(torch.long)
+                finite = torch.zeros(graphs.num_graphs, dtype=torch.long, device=dev).index_add_(
+                    0, graphs.batch, bad_atoms) == 0
+                graphs = graphs.with_pos(torch.where(finite[graphs.batch].unsqueeze(-1), x, graphs.pos))
+                steps = steps + 1
+                done = ~finite | (k <= s.k_min) | (steps >= s.max_steps)
+                # the step's one wait for the device: a few numbers per molecule
+                k_h, finite_h, done_h, steps_h, k0_h = torch.stack(
+                    [k, finite.long(), done.long(), steps, k0]).cpu().numpy()
+            if self.keep_trace:
+                for slot, kj in zip(slots, k_h):
+                    slot.trace.append(int(kj))
+            if not done_h.any():
+                continue
+            stopped = np.flatnonzero(done_h)
+            sizes = np.array([len(slot.z) for slot in slots])
+            out_pos = graphs.select(torch.as_tensor(stopped), host_n_atoms=sizes).pos.cpu().numpy()
+            first = 0
+            for j in stopped:
+                slot, n = slots[j], sizes[j]
+                converged = bool(finite_h[j]) and k_h[j] <= s.k_min
+                failed = "nonfinite" if not finite_h[j] else ("" if converged else "step_cap")
+                yield RelaxResult(slot.index, slot.z, out_pos[first:first + n], int(steps_h[j]), converged, failed,
+                                  -1 if s.sampler == "ddpm" else int(k0_h[j]), slot.trace)
+                first += n
+            keep = np.flatnonzero(~done_h.astype(bool))
+            slots = [slots[j] for j in keep]
+            if keep.size:
+                keep_t = torch.as_tensor(keep)
+                graphs = graphs.select(keep_t, host_n_atoms=sizes)
+                keep_d = keep_t.to(dev)
+                k0, steps = k0[keep_d], steps[keep_d]
+            else:
+                graphs, k0, steps = None, k0[:0], steps[:0]

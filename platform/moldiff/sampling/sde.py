@@ -85,11 +85,15 @@ def sample_positions(
                 z = centred_noise(g, generator)
                 # means over molecules that are still finite: one diverged molecule must not turn the
                 # step, and with it the whole batch, into NaN
+                # (masked sums, not boolean indexing: the step stays on the device, no wait for it)
                 z_norm, s_norm = _molecule_norm(z, g), _molecule_norm(score, g)
-                ok = torch.isfinite(s_norm)
-                ratio = z_norm[ok].mean() / s_norm[ok].mean().clamp(min=1e-12) if ok.any() else z_norm.new_zeros(())
-                step = 2.0 * float(snr * ratio) ** 2
-                x = x + step * score + (2.0 * step) ** 0.5 * z
+                ok = torch.isfinite(s_norm).to(z_norm.dtype)
+                n_ok = ok.sum()
+                z_mean = (z_norm * ok).sum() / n_ok.clamp(min=1)
+                s_mean = (torch.where(ok > 0, s_norm, 0.0)).sum() / n_ok.clamp(min=1)
+                ratio = torch.where(n_ok > 0, z_mean / s_mean.clamp(min=1e-12), 0.0)
+                step = 2.0 * (snr * ratio) ** 2
+                x = x + step * score + (2.0 * step).sqrt() * z
         if progress is not None:
             progress(i + 1, n_steps)
     if final_denoise:

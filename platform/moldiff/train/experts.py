@@ -35,9 +35,17 @@ def expert_configs(cfg: ExperimentConfig) -> list[ExperimentConfig]:
         raw["output_dir"] = str(cfg.run_dir / "experts")
         raw["training"]["time_interval"] = [edges[i], edges[i + 1]]
         raw["simulation"]["enabled"] = False
-        raw["ray"]["storage_path"] = None
+        # each expert's checkpoints under the run's own storage (the default: <expert run_dir>/ray)
+        raw["ray"]["storage_path"] = _join(cfg.ray.storage_path, cfg.name, "experts") if cfg.ray.storage_path else None
         out.append(validate_config(raw, source=f"{cfg.name}: experts.members[{i}] (interval [{edges[i]:g}, {edges[i + 1]:g}))"))
     return out
+
+
+def _join(base: str, *parts: str) -> str:
+    from ..config import is_uri
+    if is_uri(base):
+        return "/".join([base.rstrip("/"), *parts])
+    return str(Path(base).expanduser().resolve().joinpath(*parts))
 
 
 def _flatten(member: dict, prefix: str = "") -> dict:

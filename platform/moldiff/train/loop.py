@@ -3,6 +3,10 @@
 Rank 0 writes checkpoints and TensorBoard scalars; every rank reports each epoch (Ray Train's
 report is a barrier). Restoring is automatic: when the run's storage already holds a checkpoint,
 ``ray.train.get_checkpoint()`` returns it and training continues from the next epoch.
+
+On a GPU the step never waits for the host: the cached shard, batches, noise and logged values
+stay on the device (``train.logs``), gradients of hand-averaged models are summed in buckets, and
+values reach the host once per epoch, in one collective across workers.
 """
 from __future__ import annotations
 
@@ -17,12 +21,14 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from .. import accelerator
 from ..config import validate_config
 from ..data.batch import GraphBatch, collate_arrow
 from ..models import build_model, state_scale
 from ..objectives import build_objective
 from .checkpoint import load_optimizer, load_weights, save_checkpoint
 from .ema import EMA
+from .logs import EpochLogs, StepValues
 from .optim import build_optimizer, build_scheduler
 
 
@@ -39,10 +45,11 @@ class ShardBatches:
     """
 
     def __init__(self, shard, batch_size: int, steps_per_epoch: int, cache: bool, seed: int, rank: int,
-                 collate=collate_arrow):
+                 collate=collate_arrow, device: torch.device = torch.device("cpu")):
         self.shard, self.batch_size, self.steps_per_epoch = shard, batch_size, steps_per_epoch
-        self.cache, self.seed, self.rank, self.collate = cache, seed, rank, collate
+        self.cache, self.seed, self.rank, self.collate, self.device = cache, seed, rank, collate, device
         self._all: Optional[GraphBatch] = None
+        self._sizes: Optional[np.ndarray] = None       # molecule sizes of the cached shard, on the host
 
     def _load(self) -> GraphBatch:
         tables = list(self.shard.iter_batches(batch_size=4096, batch_format="pyarrow"))
@@ -55,37 +62,22 @@ class ShardBatches:
             for table in self.shard.iter_batches(batch_size=self.batch_size, batch_format="pyarrow", drop_last=True,
                                                  local_shuffle_buffer_size=4 * self.batch_size,
                                                  local_shuffle_seed=epoch_seed(self.seed, self.rank, epoch)):
-                yield self.collate(table)
+                yield self.collate(table).to(self.device)
             return
         if self._all is None:
-            self._all = self._load()
+            loaded = self._load()
+            if isinstance(loaded, GraphBatch):
+                self._sizes = loaded.n_atoms.numpy()
+            self._all = loaded.to(self.device)          # the whole shard lives on the device
         n = self._all.num_graphs
         rng = np.random.default_rng(epoch_seed(self.seed, self.rank, epoch))
         order = np.concatenate([rng.permutation(n) for _ in range(math.ceil(self.steps_per_epoch * self.batch_size / n))])
         for i in range(self.steps_per_epoch):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            yield self._all.select(torch.as_tensor(idx))
-
-
-def _mean_across_workers(values: dict[str, float], world: int) -> dict[str, float]:
-    if world == 1 or not values:
-        return values
-    import torch.distributed as dist
-    keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
-    dist.all_reduce(t)
-    return {k: float(v) / world for k, v in zip(keys, t)}
-
-
-def _average_gradients(model: torch.nn.Module, world: int) -> None:
-    """Data-parallel gradient averaging without DDP, for models whose loss differentiates through
-    autograd.grad several times per step (energy models under the Fokker-Planck term), which DDP's
-    one-forward-one-backward hooks do not support."""
-    import torch.distributed as dist
-    for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad /= world
+            idx = torch.as_tensor(order[i * self.batch_size:(i + 1) * self.batch_size])
+            if self._sizes is not None:
+                yield self._all.select(idx, host_n_atoms=self._sizes)
+            else:
+                yield self._all.select(idx.to(self.device))
 
 
 def _prepare_states(batch, scale: float, rotate: bool, generator):
@@ -104,9 +96,10 @@ def _quiet_ray_train_reports() -> None:
         pass
 
 
-def _record_worker(run_dir: Path, rank: int, world: int, start_epoch: int) -> None:
-    """``<run_dir>/workers/rank<r>.json``: which process and node each rank runs in now (for
-    operators looking for a stuck or dead worker; rewritten when a restarted group resumes)."""
+def _record_worker(run_dir: Path, rank: int, world: int, start_epoch: int, device: torch.device) -> None:
+    """``<run_dir>/workers/rank<r>.json``: which process, node and device each rank runs on now (for
+    operators looking for a stuck or dead worker, and for checks that training ran on a GPU;
+    rewritten when a restarted group resumes)."""
     import json
     import os
     import socket
@@ -117,7 +110,9 @@ def _record_worker(run_dir: Path, rank: int, world: int, start_epoch: int) -> No
 
     (run_dir / "workers").mkdir(parents=True, exist_ok=True)
     info = {"rank": rank, "world_size": world, "pid": os.getpid(), "host": socket.gethostname(),
-            "node_id": ray.get_runtime_context().get_node_id(), "start_epoch": start_epoch, "since": time.time()}
+            "node_id": ray.get_runtime_context().get_node_id(), "start_epoch": start_epoch, "since": time.time(),
+            **accelerator.device_record(device),
+            "backend": torch.distributed.get_backend() if world > 1 and torch.distributed.is_initialized() else None}
     write_text(run_dir / "workers" / f"rank{rank}.json", json.dumps(info) + "\n")
 
 
@@ -132,6 +127,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
+    if cfg.ray.use_gpu and device.type != "cuda":
+        accelerator.local_device(True)                  # raises, naming what this worker sees
+    accelerator.set_matmul_precision(tc.precision)
     torch.manual_seed(cfg.seed)                         # identical initial weights on every rank
 
     vector_system = cfg.data.is_vector_system
@@ -182,46 +180,48 @@ def train_loop_per_worker(loop_config: dict) -> None:
     else:
         collate = collate_arrow
     batches = ShardBatches(ray.train.get_dataset_shard("train"), tc.batch_size, loop_config["steps_per_epoch"],
-                           tc.cache_shard, cfg.seed, rank, collate)
+                           tc.cache_shard, cfg.seed, rank, collate, device)
     writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(str(Path(loop_config["run_dir"]) / "tensorboard"), purge_step=step or None)
         if start_epoch:
             print(f"[train] resuming from epoch {start_epoch} (step {step})", flush=True)
-    _record_worker(Path(loop_config["run_dir"]), rank, world, start_epoch)
+    _record_worker(Path(loop_config["run_dir"]), rank, world, start_epoch, device)
     print_every = max(1, tc.epochs // 20)
     generator = torch.Generator(device=device)
     started = time.time()          # when this worker began training (not when its run was submitted)
 
+    step_losses = StepValues(every=10)
     for epoch in range(start_epoch, tc.epochs):
         generator.manual_seed(epoch_seed(cfg.seed, rank, epoch))
-        t0, sums, n_batches, n_mols = time.time(), {}, 0, 0
+        t0, logged, n_mols = time.time(), EpochLogs(device), 0
         model.train()
         for graphs in batches.epoch(epoch):
-            graphs = graphs.to(device)
             if vector_system:
                 graphs = _prepare_states(graphs, scale, tc.augment_rotations, generator)
-            loss, logs = objective(model, graphs, generator)
+            with accelerator.autocast(device, tc.precision):
+                loss, logs = objective(model, graphs, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if manual_gradients and world > 1:
-                _average_gradients(model, world)
+                accelerator.average_gradients(model, world, device)
             if tc.grad_clip is not None:
-                logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
+                logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             optimizer.step()
             scheduler.step()
             if ema is not None:
                 ema.update(core, step)
             step += 1
-            n_batches += 1
             n_mols += graphs.num_graphs
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if writer is not None and step % 10 == 0:
-                writer.add_scalar("train/loss_step", logs["loss"], step)
+            logged.add(logs)
+            if writer is not None:
+                step_losses.add(step, logs["loss"])
+        metrics = logged.means(world)            # the epoch's one wait for the device
         elapsed = time.time() - t0
-        metrics = _mean_across_workers({k: v / max(n_batches, 1) for k, v in sums.items()}, world)
+        if writer is not None:
+            for s, value in step_losses.drain():
+                writer.add_scalar("train/loss_step", value, s)
         metrics.update(epoch=epoch + 1, step=step, lr=scheduler.get_last_lr()[0],
                        molecules_per_s=n_mols * world / max(elapsed, 1e-9))
         is_last = epoch + 1 == tc.epochs

@@ -62,12 +62,25 @@ def element_reference(cfg: ExperimentConfig, data: PreparedData):
                                       cfg.model.max_atomic_number).tolist()
 
 
-def storage_path(cfg: ExperimentConfig) -> Path:
-    return Path(cfg.ray.storage_path).expanduser().resolve() if cfg.ray.storage_path else cfg.run_dir / "ray"
+def storage_path(cfg: ExperimentConfig) -> Path | str:
+    """Where Ray Train keeps this run's checkpoints (its run is named ``train`` there):
+    ``<run_dir>/ray`` by default; with ``ray.storage_path``, ``<storage_path>/<run name>``, so that
+    runs sharing one storage never resume from each other's checkpoints. A URI (``s3://...``)
+    stays a string; a path becomes an absolute Path."""
+    from ..config import is_uri
+
+    given = cfg.ray.storage_path
+    if not given:
+        return cfg.run_dir / "ray"
+    if is_uri(given):
+        return given.rstrip("/") + "/" + cfg.name
+    return Path(given).expanduser().resolve() / cfg.name
 
 
-def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] = print) -> Path:
-    """Fit with Ray Train; returns the run's final checkpoint directory (``<run_dir>/checkpoints/final``)."""
+def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] = print,
+          loop: Callable[[dict], None] = train_loop_per_worker) -> Path:
+    """Fit with Ray Train; returns the run's final checkpoint directory (``<run_dir>/checkpoints/final``).
+    ``loop``: the per-worker function (tests wrap the real one to watch what it does)."""
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -86,11 +99,11 @@ def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] 
     build_objective(cfg, data.train_manifest.kT, normalizer)   # fail here, not in a worker, on a bad objective setup
     resources = {"CPU": cfg.ray.cpus_per_worker}
     if cfg.ray.use_gpu:
-        resources["GPU"] = 1
+        resources["GPU"] = 1          # NCCL between workers: Ray Train's default backend with GPUs
     log(f"[train] {n_train} molecules, {workers} worker(s), {steps_per_epoch} steps/epoch x {cfg.training.epochs} "
         f"epochs, sigma_data {sigma_data:.3f}, storage {storage_path(cfg)}")
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        loop,
         train_loop_config={"config": cfg.model_dump(mode="json"), "sigma_data": sigma_data,
                            "state_dim": data.train_manifest.generator.get("state_dim", 2),
                            "steps_per_epoch": steps_per_epoch, "run_dir": str(cfg.run_dir),
