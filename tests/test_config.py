@@ -92,3 +92,36 @@ def test_extends_merges_sections_and_detects_cycles(tmp_path):
     (tmp_path / "c.yaml").write_text("extends: missing.yaml\nname: c\n")
     with pytest.raises(ConfigError, match="missing.yaml"):
         load_config(tmp_path / "c.yaml")
+
+
+GPU_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "configs" / "gpu").glob("*.yaml"))
+
+
+def test_the_paper_scale_gpu_configs_are_there():
+    assert {p.stem for p in GPU_CONFIGS} >= {"psm_lj13_biased", "psm_lj13_table2", "psm_lj55_table2", "fp_muller_brown",
+                                             "fp_alanine", "unigem_qm9", "morered_qm9"}
+
+
+@pytest.mark.parametrize("path", GPU_CONFIGS, ids=lambda p: p.name)
+def test_every_gpu_config_prints_through_the_cli_and_states_its_cost(path):
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "experiments" / "run.py"), str(path), "--print-config"],
+                          capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["ray"]["use_gpu"] is True
+    assert "Expected cost" in cfg["description"] and "GPU" in cfg["description"]
+
+
+def test_gpu_configs_use_the_papers_sizes():
+    by_name = {p.stem: load_config(p) for p in GPU_CONFIGS}
+    unigem, morered = by_name["unigem_qm9"], by_name["morered_qm9"]
+    assert (unigem.model.hidden, unigem.model.layers, unigem.model.shared_layers) == (256, 9, 1)
+    assert unigem.training.epochs == 2000 and unigem.data.qm9.max_heavy_atoms is None
+    assert morered.model.hidden == 256 and morered.training.grad_clip == 0.5
+    table6, table7 = by_name["psm_lj13_biased"], by_name["psm_lj13_table2"]
+    assert (table6.training.epochs, table6.diffusion.sigma_min, table6.diffusion.sigma_max) == (2000, 0.1, 5.0)
+    assert (table7.training.epochs, table7.diffusion.sigma_max, table7.sampling.n_steps) == (5000, 8.0, 1000)
+    assert by_name["fp_alanine"].training.batch_size == 1024 and by_name["fp_alanine"].model.hidden == 96
