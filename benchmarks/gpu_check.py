@@ -151,10 +151,28 @@ class Context:
         from moldiff.config import validate_config
         from moldiff.experiment import run_experiment
 
-        cfg = validate_config(raw, source=f"gpu_check {raw['name']}")
+        cfg = validate_config(self.sized(raw), source=f"gpu_check {raw['name']}")
         run_experiment(cfg, stages=stages, command=f"benchmarks/gpu_check.py {raw['name']}", log=self.log)
         self.runs[raw["name"]] = cfg
         return cfg
+
+
+    def sized(self, raw: dict) -> dict:
+        """On CPUs (the rehearsal) the same stages with a fraction of the work."""
+        if self.use_gpu:
+            return raw
+        import copy
+        raw = copy.deepcopy(raw)
+        s = raw.setdefault("sampling", {})
+        s.update(n_samples=min(s.get("n_samples", 100), 100), batch_size=min(s.get("batch_size", 50), 50),
+                 n_steps=min(s.get("n_steps", 40), 40))
+        if "simulation" in raw:
+            raw["simulation"].update(n_chains=16, n_frames=20, burn_in=20)
+        if "relaxation" in raw:
+            raw["relaxation"]["max_steps"] = min(raw["relaxation"].get("max_steps", 60), 60)
+            raw["relaxation"]["inputs"]["n_molecules"] = 8
+        raw["training"]["epochs"] = min(raw["training"]["epochs"], 2)
+        return raw
 
 
 def _workers(cfg) -> list[dict]:
@@ -209,8 +227,8 @@ def lj13_pc_sampling(ctx):
     n = cfg.sampling.n_samples * len(cfg.sampling.seeds)
     seconds = _stage_seconds(cfg, "sample")
     return Outcome(_actor_devices(cfg, "sample"), n / seconds, "molecules/s (sample stage, actors started)", n,
-                   f"{cfg.sampling.n_steps} PC steps, {cfg.ray.num_sampling_actors} actors x "
-                   f"{cfg.ray.gpus_per_actor:g} GPU")
+                   f"{cfg.sampling.n_steps} PC steps, {cfg.ray.num_sampling_actors} actors"
+                   + (f" x {cfg.ray.gpus_per_actor:g} GPU" if cfg.ray.use_gpu else ""))
 
 
 def muller_brown_fp_train(ctx):
@@ -277,19 +295,19 @@ def qm9_fire(ctx):
     if not (checkpoint / "meta.json").is_file():
         raise FileNotFoundError(f"{checkpoint}: no prepared force field (run scripts/gpu_kit.sh on a machine with "
                                 "tblite and carry .gpu_kit)")
-    cfg = validate_config(morered(ctx.work, "qm9_fire", "noise", ctx.gpu), source="gpu_check qm9_fire")
+    cfg = validate_config(ctx.sized(morered(ctx.work, "qm9_fire", "noise", ctx.gpu)), source="gpu_check qm9_fire")
     data = prepare_data(cfg.data, ctx.log)
     inputs = prepare_inputs(cfg, data, ctx.log)
     out = ctx.work / "runs" / "qm9_fire" / "relaxed" / "fire_seed0"
     t0 = time.time()
     n = relax_file(inputs, out, "fire", str(checkpoint), None, cfg.relaxation.num_actors, cfg.relaxation.slots, 0,
-                   {"max_steps": 300, "k_min": 0, "fmax": cfg.relaxation.fmax}, cfg.ray.cpus_per_actor,
+                   {"max_steps": cfg.relaxation.max_steps, "k_min": 0, "fmax": cfg.relaxation.fmax}, cfg.ray.cpus_per_actor,
                    cfg.ray.torch_threads, True, gpus_per_actor=0.5 if ctx.use_gpu else 0,
                    precision=cfg.relaxation.precision)
     seconds = time.time() - t0
     _, devices = _relaxed(out)
     return Outcome(devices, n / seconds, "molecules/s (actors started)", n,
-                   f"FIRE (max 300 steps), {cfg.relaxation.precision}, PaiNN force field prepared on CPU")
+                   f"FIRE (max {cfg.relaxation.max_steps} steps), {cfg.relaxation.precision}, PaiNN force field prepared on CPU")
 
 
 STAGES: dict[str, tuple[str, Callable[[Context], Optional[Outcome]]]] = {
@@ -341,7 +359,8 @@ def run_stages(ctx: Context, names: list[str], command: str) -> list[dict]:
                   "skipped": skipped, "error": error, "note": outcome.note if outcome else
                   ("needs 2 or more GPUs" if skipped else "")}
         records.append(record)
-        status = "skipped" if skipped else ("passed" if passed else "FAILED")
+        status = "skipped" if skipped else ("passed" if passed else
+                                            "ran on the CPU (rehearsal)" if outcome and not ctx.use_gpu else "FAILED")
         ctx.log(f"[gpu_check] {name}: {status} on {record['device']} in {seconds:.0f}s"
                 + (f", {outcome.throughput:.3g} {outcome.unit}" if outcome and outcome.throughput else ""))
     return records
@@ -353,8 +372,9 @@ def render(records: list[dict], on_gpu: bool, command: str, seconds: float) -> l
     lines = ["# GPU check", "", f"Command: `{command}`", ""]
     if not on_gpu:
         lines += ["**This check has not run on a GPU yet.** The table below is a CPU rehearsal "
-                  "(`--allow-cpu`, `ray.use_gpu=false`): it shows that every stage runs end to end through the "
-                  "same code; a stage passes only on a CUDA device, so every row reads 0 here. Run "
+                  "(`--allow-cpu`, `ray.use_gpu=false`, a fraction of each stage's work): it shows that every stage "
+                  "runs end to end through the same code; a stage passes only on a CUDA device, so every row reads 0 "
+                  "here, and its throughput says nothing about a GPU. Run "
                   "`bash scripts/gpu_check.sh` on a machine with a GPU to publish this page from a real run.", ""]
     else:
         passed = sum(r["mean"] for r in ok)
@@ -441,7 +461,8 @@ def main(argv=None) -> int:
     records = run_stages(ctx, names, command)
     lines = render(records, use_gpu, command, time.time() - t0)
     print(write_result(str(Path(args.output) / "gpu_check"), lines, records))
-    failed = [r["variant"] for r in records if not r["skipped"] and r["mean"] < 1]
+    # a rehearsal succeeds when every stage ran; a real check when every stage passed on a GPU
+    failed = [r["variant"] for r in records if not r["skipped"] and (r["error"] if args.allow_cpu else r["mean"] < 1)]
     if failed:
         print(f"[gpu_check] not passed: {', '.join(failed)}", file=sys.stderr)
         return 1
