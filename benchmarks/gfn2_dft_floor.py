@@ -29,7 +29,7 @@ from moldiff.config import load_config  # noqa: E402
 from moldiff.data.sources import prepare_data  # noqa: E402
 from moldiff.data.store import positions, read_dataset  # noqa: E402
 from moldiff.metrics.relaxation import kabsch_rmsd  # noqa: E402
-from moldiff.relaxation_pipeline import inputs_path  # noqa: E402
+from moldiff.relaxation.pipeline import inputs_path  # noqa: E402
 from moldiff.runtime import log  # noqa: E402
 from result_files import write_result  # noqa: E402
 

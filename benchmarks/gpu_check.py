@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import time
@@ -289,7 +290,7 @@ def qm9_morered_itp(ctx):
 def qm9_fire(ctx):
     from moldiff.config import validate_config
     from moldiff.data.sources import prepare_data
-    from moldiff.relaxation_pipeline import prepare_inputs, relax_file
+    from moldiff.relaxation.pipeline import prepare_inputs, relax_file
 
     checkpoint = (ctx.prepared or Path("/nonexistent")) / PREPARED_FORCE_FIELD
     if not (checkpoint / "meta.json").is_file():
@@ -454,8 +455,9 @@ def main(argv=None) -> int:
     connect(RayConfig(num_cpus=min(os.cpu_count() or 2, 16), object_store_memory=2 * 2 ** 30))
     log(f"[gpu_check] {n_gpus} CUDA device(s), torch {torch.__version__}, CUDA {torch.version.cuda}; "
         f"{len(names)} stage(s); work in {work}")
-    command = "bash scripts/gpu_check.sh" + (" --allow-cpu" if args.allow_cpu else "") + \
-        (f" --only {args.only}" if args.only else "")
+    # gpu_check.sh is the way on a GPU machine; a CPU rehearsal runs this script directly
+    command = ("python benchmarks/gpu_check.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+               if args.allow_cpu else "bash scripts/gpu_check.sh" + (f" --only {args.only}" if args.only else ""))
     t0 = time.time()
     ctx = Context(work, use_gpu, n_gpus, Path(args.prepared) if args.prepared else None, log)
     records = run_stages(ctx, names, command)

@@ -3,9 +3,10 @@
     python benchmarks/publish_morered.py runs/morered_qm9_noise runs/morered_qm9 runs/morered_qm9_ff \
         runs/morered_qm9_generation --time runs/morered_qm9_time [--name morered]
 
-Every run directory relaxed the same unstable inputs (the sample stage of each); its metrics.json
-holds ``<sampler>_<group>_<stat>`` for its samplers (ITP / AS from the noise run, JT from the joint
-run, FIRE and MMFF94 from the baseline run). The page: one row per sampler over all inputs, the
+Every run directory relaxed the same unstable inputs (the sample stage of each); its report
+(``metrics.json``) holds one entry per method label, input group and statistic, labelled with
+``method`` and ``group`` (ITP / AS from the noise run, JT from the joint run, FIRE and MMFF94 from
+the baseline run). The page: one row per sampler over all inputs, the
 median ratio and failure fraction per kind of input, the GFN2-xTB energies on the shared subset,
 generation from noise where a run had ``prior`` inputs, the time predictor's |k_hat - k|, each
 run's cost, the expected effect checked (MoreRed ITP or JT below the force field in median ratio
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -24,51 +24,37 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "platform"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from moldiff.relaxation_threshold import parse_label  # noqa: E402
+from moldiff.metrics.report import load_report  # noqa: E402
+from moldiff.relaxation.methods import display_label as display_name, label_order, parse_label  # noqa: E402
 from result_files import recorded_command, write_result  # noqa: E402
 
-SAMPLERS = {"itp": "MoreRed-ITP", "as": "MoreRed-AS", "jt": "MoreRed-JT", "ddpm": "DDPM (fixed schedule)",
-            "fire": "PaiNN force field + FIRE", "mmff": "MMFF94 (RDKit)"}
-STATS = ("median_ratio_se", "failure_fraction_se",     # before their prefixes: the regex takes the first match
-         "median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction",
-         "median_energy_above_min", "mean_energy_above_min", "no_energy_fraction",
-         "validity", "uniqueness", "valid_and_unique", "novelty", "molecule_stability")
-# a sampler's label: the sampler, or <sampler>-kmin<k> when it ran with a convergence threshold k > 0
-KEY = re.compile(rf"^((?:{'|'.join(SAMPLERS)})(?:-kmin\d+)?)_(.+?)_({'|'.join(STATS)})$")
-MORERED_SAMPLERS = ("itp", "jt")       # the expected effect names ITP or JT against the force field
+EXPECTED_METHODS = ("itp", "jt")       # the expected effect names ITP or JT against the force field
+BASELINE = "fire"
 
 
 def collect(runs: list[dict]) -> dict:
-    """{sampler: {group: {stat: {mean, std, n, floor}}}} over runs given as dicts with ``metrics``
-    (metrics.json), ``name``, ``seconds`` and ``command``; plus which run each (sampler, group) came
-    from."""
+    """{label: {group: {stat: {mean, std, n, floor}}}} over runs given as dicts with ``report``
+    (the run's metrics report), ``name``, ``seconds`` and ``command``; plus which run each
+    (label, group) came from. Entries are found by their labels (method, group), not their names."""
     table: dict = {}
     source: dict = {}
     for run in runs:
-        m = run["metrics"]
-        for key, s in m["metrics"].items():
-            match = KEY.match(key)
-            if not match:
+        for e in run["report"].entries:
+            if "method" not in e.labels:
                 continue
-            sampler, group, stat = match.groups()
-            # a sampler may relax in one run and generate in another, but each (sampler, inputs) once
-            if source.setdefault((sampler, group), run["name"]) != run["name"]:
-                raise ValueError(f"sampler {sampler} on {group} inputs appears in two runs: "
-                                 f"{source[(sampler, group)]} and {run['name']}")
-            table.setdefault(sampler, {}).setdefault(group, {})[stat] = {
-                "mean": s["mean"], "std": s["std"], "n": len(s["per_seed"]), "floor": m["noise_floor"][key]["mean"]}
+            label, group = e.labels["method"], e.labels["group"]
+            # a method may relax in one run and generate in another, but each (method, inputs) once
+            if source.setdefault((label, group), run["name"]) != run["name"]:
+                raise ValueError(f"sampler {label} on {group} inputs appears in two runs: "
+                                 f"{source[(label, group)]} and {run['name']}")
+            table.setdefault(label, {}).setdefault(group, {})[e.metric] = {
+                "mean": e.mean, "std": e.std, "n": len(e.per_seed), "floor": e.floor_mean}
     return {"table": table, "source": source}
 
 
-def display_name(label: str) -> str:
-    sampler, k_min = parse_label(label)
-    return SAMPLERS[sampler] + (f" (k_min {k_min})" if k_min else "")
-
-
 def ordered_labels(labels) -> list[str]:
-    """Labels in SAMPLERS order, each sampler's thresholds ascending."""
-    order = list(SAMPLERS)
-    return sorted(labels, key=lambda lab: (order.index(parse_label(lab)[0]), parse_label(lab)[1]))
+    """Labels in the registry's order, each method's thresholds ascending."""
+    return sorted(labels, key=label_order)
 
 
 def _cell(s: dict | None, digits: int = 3) -> str:
@@ -79,11 +65,11 @@ def _cell(s: dict | None, digits: int = 3) -> str:
 
 def expected_effect(table: dict) -> list[str]:
     """MoreRed (ITP or JT) below the force-field baseline in median ratio and in failure fraction."""
-    if "fire" not in table:
-        return ["The force-field baseline (fire) has not been run: the expected effect cannot be checked yet."]
-    ff = table["fire"]["all"]
+    if BASELINE not in table:
+        return [f"The force-field baseline ({BASELINE}) has not been run: the expected effect cannot be checked yet."]
+    ff = table[BASELINE]["all"]
     lines = []
-    for sampler in (s for s in ordered_labels(table) if parse_label(s)[0] in MORERED_SAMPLERS and "all" in table[s]):
+    for sampler in (s for s in ordered_labels(table) if parse_label(s)[0] in EXPECTED_METHODS and "all" in table[s]):
         ours = table[sampler]["all"]
         ratio = ours["median_ratio"]["mean"] < ff["median_ratio"]["mean"]
         fail = ours["failure_fraction"]["mean"] < ff["failure_fraction"]["mean"]
@@ -98,10 +84,10 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
            paper: dict | None) -> tuple[list[str], list[dict]]:
     table, source = collected["table"], collected["source"]
     samplers = [s for s in ordered_labels(table) if "all" in table[s]]
-    first = runs[0]["metrics"]
+    first = runs[0]["report"]
     md = ["# MoreRed: relaxation by reverse diffusion on QM9 (our QM7-X stand-in)", "",
-          f"{first['n_samples']} unstable inputs per sampler ({first['reference_split']}); "
-          "seeds per run: " + ", ".join(f"{r['name']} {r['metrics']['seeds']}" for r in runs) + ". "
+          f"{first.n_samples} unstable inputs per sampler ({first.reference}); "
+          "seeds per run: " + ", ".join(f"{r['name']} {r['report'].seeds}" for r in runs) + ". "
           "Mean ± std over seeds where a run has several. Ratio = RMSD(relaxed, target) / RMSD(input, target), "
           "both after Kabsch alignment; a failure is a ratio above 1. Comparison row: no relaxation.", "",
           "## All inputs", "",
@@ -140,12 +126,11 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
         md.append("| the test molecules themselves | | " + " | ".join(
             f"{ref[k]['floor']:.3f}" if k in ref and k != "median_steps" else "–" for k in stats) + " |")
     if time_run:
-        tm = time_run["metrics"]["metrics"]
-        ks = sorted(tm, key=lambda k: int(k.rsplit("k", 1)[1]))
+        tm = sorted(time_run["report"].select(metric="time_abs_error"), key=lambda e: int(e.labels["k"]))
         md += ["", f"## Time predictor ({time_run['name']}): mean abs(k_hat - k) in steps on "
-               f"{time_run['metrics']['n_samples']} validation molecules diffused to step k", "",
-               "| " + " | ".join(f"k = {k.rsplit('k', 1)[1]}" for k in ks) + " |", "|" + "---|" * len(ks),
-               "| " + " | ".join(f"{tm[k]['mean']:.1f}" for k in ks) + " |"]
+               f"{time_run['report'].n_samples} validation molecules diffused to step k", "",
+               "| " + " | ".join(f"k = {e.labels['k']}" for e in tm) + " |", "|" + "---|" * len(tm),
+               "| " + " | ".join(f"{e.mean:.1f}" for e in tm) + " |"]
     md += ["", "## Expected effect", "", *expected_effect(table)]
     md += ["", "## Cost", "", "| run | command | minutes per stage |", "|---|---|---|"]
     for run in runs + ([time_run] if time_run else []):
@@ -165,7 +150,7 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
         md += ["", "## The paper's numbers", "", f"Paper: {paper['source']}.", "", "| method | metric | value |",
                "|---|---|---|"] + [f"| {r['method']} | {r['metric']} | {r['value']} |" for r in paper["rows"]]
     records = [{"experiment": "morered", "variant": f"{s}/{g}", "metric": stat, "mean": v["mean"], "std": v["std"],
-                "n_seeds": v["n"], "n_samples": first["n_samples"], "noise_floor": v["floor"],
+                "n_seeds": v["n"], "seed_kind": "sampling", "n_samples": first.n_samples, "noise_floor": v["floor"],
                 "command": next(r["command"] for r in runs if r["name"] == source[(s, g)])}
                for s in table for g in table[s] for stat, v in table[s][g].items()]
     return md, records
@@ -174,10 +159,12 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
 def load_run(path: Path) -> dict:
     from moldiff.experiment import stage_seconds
 
-    metrics_file = path / "metrics.json"
-    if not metrics_file.exists():
-        raise SystemExit(f"error: {metrics_file} not found (run the experiment's evaluate stage first)")
-    return {"name": path.name, "metrics": json.loads(metrics_file.read_text()), "seconds": stage_seconds(path),
+    from moldiff.metrics.report import ReportError
+    try:
+        report = load_report(path)
+    except ReportError as err:
+        raise SystemExit(f"error: {err}") from None
+    return {"name": path.name, "report": report, "seconds": stage_seconds(path),
             "command": recorded_command(path) or "(not recorded)"}
 
 

@@ -5,7 +5,8 @@
 The markdown holds the exact command (from the run's command.txt), seeds, sample sizes, the noise
 floor and mean ± std over seeds, the paper's numbers side by side (benchmarks/paper_numbers.yaml),
 hand-written notes (benchmarks/notes/<name>.md) and the run's plots. The JSON is a list of
-records {experiment, variant, metric, mean, std, n_seeds, n_samples, noise_floor, command}.
+records {experiment, variant, metric, mean, std, n_seeds, seed_kind, n_samples, noise_floor, unit, command}
+read from the run's report (``moldiff.metrics.report``; older flat metrics.json files load too).
 """
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ from result_files import recorded_command  # benchmarks/ is this script's direct
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def records(metrics: dict, experiment: str, variant: str, command: str) -> list[dict]:
-    return [{"experiment": experiment, "variant": variant, "metric": name, "mean": s["mean"], "std": s["std"],
-             "n_seeds": len(s["per_seed"]), "n_samples": metrics["n_samples"],
-             "noise_floor": metrics["noise_floor"][name]["mean"], "command": command}
-            for name, s in metrics["metrics"].items()]
+def records(report, experiment: str, variant: str, command: str) -> list[dict]:
+    return [{"experiment": experiment, "variant": variant, "metric": e.key, "mean": e.mean, "std": e.std,
+             "n_seeds": len(e.per_seed), "seed_kind": report.seed_kind, "n_samples": report.n_samples,
+             "noise_floor": e.floor_mean, "unit": e.unit, "command": command}
+            for e in report.entries]
 
 
 def paper_table(name: str, metrics: dict) -> list[str]:
@@ -54,7 +55,9 @@ def main(argv=None) -> int:
     p.add_argument("--variant", default=None, help="variant label in the JSON (default: the objective name)")
     args = p.parse_args(argv)
     run = Path(args.run_dir)
-    metrics = json.loads((run / "metrics.json").read_text())
+    from moldiff.metrics.report import load_report, results_table  # noqa: E402  (after sys.path set in __main__)
+    report = load_report(run)
+    metrics = report.summary_view()
     config = yaml.safe_load((run / "config.yaml").read_text())
     command = recorded_command(run) or "(not recorded)"
     variant = args.variant or config["objective"]["name"]
@@ -66,7 +69,6 @@ def main(argv=None) -> int:
         target = img / f"{args.name}_{plot.name}"
         shutil.copyfile(plot, target)
         plots.append(f"![{plot.stem}](img/{target.name})")
-    from moldiff.evaluation import results_table  # noqa: E402  (after sys.path set in __main__)
     from moldiff.experiment import stage_seconds  # noqa: E402
 
     seconds = stage_seconds(run)
@@ -96,13 +98,13 @@ def main(argv=None) -> int:
         "Mean ± std over sampling seeds. The noise floor is the same metric between two independent "
         "reference sets of the same size; the training-set column is the training data itself judged "
         "against the reference.", "",
-        results_table(metrics), "",
+        results_table(report), "",
         *paper_table(args.name, metrics),
         *([notes_file.read_text().strip(), ""] if notes_file.exists() else []),
         *(["## Plots", "", *plots, ""] if plots else []),
     ]
     (out / f"{args.name}.md").write_text("\n".join(md) + "\n")
-    (out / f"{args.name}.json").write_text(json.dumps(records(metrics, args.name, variant, command), indent=2) + "\n")
+    (out / f"{args.name}.json").write_text(json.dumps(records(report, args.name, variant, command), indent=2) + "\n")
     print(f"wrote {out / (args.name + '.md')} and .json")
     return 0
 

@@ -28,7 +28,9 @@ from moldiff.config import validate_config  # noqa: E402
 from moldiff.data.sources import prepare_data  # noqa: E402
 from moldiff.data.store import read_dataset, stacked_positions  # noqa: E402
 from moldiff.evaluation import split_reference  # noqa: E402
-from moldiff.experiment import load_samples, stage_seconds  # noqa: E402
+from moldiff.experiment import stage_seconds  # noqa: E402
+from moldiff.metrics.report import load_report  # noqa: E402
+from moldiff.workflows.molecules import load_samples  # noqa: E402
 from moldiff.plots import plot_hr_variants, plot_study_metric  # noqa: E402
 from expectations import checks_for, judge  # noqa: E402
 from publish_results import paper_table  # noqa: E402
@@ -50,7 +52,7 @@ def trial_rows(study_dir: Path) -> list[dict]:
         if "metrics" not in t:
             continue
         run = Path(t["run_dir"])
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics = load_report(run).summary_view()
         variants = {k.split(".", 1)[1]: v for k, v in t["params"].items() if k.startswith("variant.")}
         rows.append({"study": summary["name"], "variants": variants, "run": run, "metrics": metrics,
                      "config": yaml.safe_load((run / "config.yaml").read_text()), "seconds": stage_seconds(run),
@@ -91,13 +93,18 @@ def merge_seeds(rows: list[dict], group: str) -> list[dict]:
         names = sorted({k for m in members for k in m["metrics"]["metrics"]})
         metrics = {**first["metrics"], "metrics": {k: over("metrics", k) for k in names},
                    "noise_floor": {k: over("noise_floor", k) for k in names},
-                   "train_set": {k: float(np.mean([m["metrics"]["train_set"][k] for m in members])) for k in names},
+                   "train_set": {k: _mean_or_none([m["metrics"]["train_set"].get(k) for m in members]) for k in names},
                    "seeds": sorted(m["variants"][group] for m in members)}
         stages = {st for m in members for st in m["seconds"]}
         seconds = {st: float(np.mean([m["seconds"][st] for m in members if st in m["seconds"]])) for st in stages}
         out.append({**first, "variants": dict(key), "metrics": metrics, "seconds": seconds,
                     "members": [str(m["run"].name) for m in members]})
     return out
+
+
+def _mean_or_none(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
 
 
 def _minutes(row: dict, stage: str) -> str:
@@ -199,8 +206,9 @@ def main(argv=None) -> int:
                 records.append({"experiment": args.name, "study": r["study"],
                                 "variant": "/".join(r["variants"][g] for g in groups), **{f"variant_{g}": r["variants"][g] for g in groups},
                                 "metric": k, "mean": s["mean"], "std": s["std"], "n_seeds": len(s["per_seed"]),
-                                "n_samples": m["n_samples"], "noise_floor": m["noise_floor"][k]["mean"],
-                                "train_set": m["train_set"][k], "command": r["command"],
+                                "seed_kind": "training" if aggregated else m.get("seed_kind", "sampling"),
+                                "n_samples": m["n_samples"], "noise_floor": m["noise_floor"].get(k, {}).get("mean"),
+                                "train_set": m["train_set"].get(k), "command": r["command"],
                                 "train_seconds": r["seconds"].get("train"), "sample_seconds": r["seconds"].get("sample")})
         md += [*floor_rows(rows, groups, metrics_shown), ""]
         if checks_for(args.name):

@@ -32,10 +32,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from moldiff.config import load_config  # noqa: E402
 from moldiff.data.sources import prepare_data  # noqa: E402
 from moldiff.data.store import Manifest, positions, read_dataset, write_dataset  # noqa: E402
-from moldiff.metrics.relaxation import kabsch_rmsd  # noqa: E402
-from moldiff.relaxation_pipeline import (_checkpoint_dir, _stats, configured_label, prepare_inputs,  # noqa: E402
-                                         relax_file)
-from moldiff.relaxation_threshold import parse_label  # noqa: E402
+from moldiff.metrics.relaxation import kabsch_rmsd, relaxed_stats  # noqa: E402
+from moldiff.relaxation.methods import METHODS, parse_label  # noqa: E402
+from moldiff.relaxation.pipeline import checkpoint_dir, configured_label, prepare_inputs, relax_file  # noqa: E402
 from moldiff.runtime import connect, log  # noqa: E402
 from result_files import write_result  # noqa: E402
 
@@ -69,7 +68,7 @@ def paired(rows32, rows64) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--sampler", default="itp", choices=["itp", "as", "jt", "ddpm", "fire"])
+    p.add_argument("--sampler", default="itp", choices=[n for n, m in METHODS.items() if m.objective])
     p.add_argument("--time-run", default=None, help="time predictor run (itp / as with a noise model)")
     p.add_argument("--k-min", type=int, default=None, help="threshold (default: what the run's config resolves to)")
     p.add_argument("--n", type=int, default=0, help="relax only the first N inputs (0: all)")
@@ -86,7 +85,7 @@ def main(argv=None) -> int:
     rx = cfg.relaxation
     k_min = args.k_min if args.k_min is not None else parse_label(configured_label(rx, args.sampler, args.run_dir))[1]
     checkpoint = str(args.run_dir / "checkpoints" / "final")
-    time_dir = _checkpoint_dir(args.time_run) if args.time_run else None
+    time_dir = checkpoint_dir(args.time_run) if args.time_run else None
     settings = {"max_steps": rx.max_steps, "k_min": k_min, "fmax": rx.fmax}
     stats, rows, seconds = {}, {}, {}
     import pyarrow.parquet as pq
@@ -105,7 +104,7 @@ def main(argv=None) -> int:
                        cfg.ray.cpus_per_actor, cfg.ray.torch_threads, cfg.sampling.use_ema, precision=precision)
             seconds[precision] = time.time() - t0
             rows[precision] = pq.read_table(out)
-            stats[precision] = _stats(rows[precision])
+            stats[precision] = relaxed_stats(rows[precision])
             log(f"[precision] {precision}: median ratio {stats[precision]['median_ratio']:.4f} "
                 f"(SE {stats[precision]['median_ratio_se']:.4f}), failures {stats[precision]['failure_fraction']:.4f} "
                 f"(SE {stats[precision]['failure_fraction_se']:.4f}), {seconds[precision]:.0f}s")

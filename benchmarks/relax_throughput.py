@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from moldiff.config import load_config  # noqa: E402
 from moldiff.data.sources import prepare_data  # noqa: E402
 from moldiff.data.store import Manifest, read_dataset, write_dataset  # noqa: E402
-from moldiff.relaxation_pipeline import RelaxBatch, configured_label, inputs_path, relax_file  # noqa: E402
-from moldiff.relaxation_threshold import parse_label  # noqa: E402
+from moldiff.relaxation.methods import METHODS, parse_label  # noqa: E402
+from moldiff.relaxation.pipeline import RelaxBatch, configured_label, inputs_path, relax_file  # noqa: E402
 from moldiff.runtime import connect, log  # noqa: E402
 from result_files import write_result  # noqa: E402
 
@@ -44,7 +44,7 @@ def in_process(batcher: RelaxBatch, table, slots: int) -> tuple[float, list]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--sampler", default="jt", choices=["itp", "as", "jt", "ddpm", "fire"])
+    p.add_argument("--sampler", default="jt", choices=[n for n, m in METHODS.items() if m.objective])
     p.add_argument("--time-run", default=None, help="time predictor run (itp / as with a noise model)")
     p.add_argument("--n", type=int, default=200, help="inputs relaxed in each measurement")
     p.add_argument("--slots", type=int, default=64)

@@ -202,31 +202,36 @@ def test_every_model_actor_and_udf_asks_for_its_gpu_share(captured, tiny_config,
                                                           monkeypatch):
     from moldiff.data.store import Manifest, write_dataset
     from moldiff.data.records import build_table
-    from moldiff.parallel import generation, sampling, vector_sampling
-    from moldiff.relaxation_pipeline import relax_file
+    from moldiff.parallel import pool
+    from moldiff.parallel.generation import GeneratorWorker
+    from moldiff.parallel.sampling import SamplerWorker
+    from moldiff.parallel.vector_sampling import StateWorker
+    from moldiff.relaxation.methods import METHODS
+    from moldiff.relaxation.pipeline import relax_file
 
     cfg = _ray_cfg(tiny_config, use_gpu=str(use_gpu).lower(), gpus_per_actor=share)
     z = np.ones(3, dtype=int)
-    calls = [lambda: sampling.sample_with_actors(cfg, "ckpt", z, 0),
-             lambda: generation.generate_with_actors(cfg, "ckpt", np.array([3]), np.array([1.0]), 0),
-             lambda: vector_sampling.sample_states(cfg, "ckpt", 2, 0),
-             lambda: vector_sampling.simulate_states(cfg, "ckpt", np.zeros((2, 2)), 1.0, 1.0, 0, tmp_path / "sim")]
-    for call in calls:
+    # every model actor of sampling, generation, iid states and simulation comes from the one pool
+    workers = [w for w in pool.ModelWorker.__subclasses__()]
+    assert set(workers) == {SamplerWorker, GeneratorWorker, StateWorker}
+    for worker in workers:
         with pytest.raises(_Stop):
-            call()
+            with pool.model_pool(cfg, worker, "ckpt", 2):
+                pass
     inputs = tmp_path / "inputs"
     write_dataset(inputs, build_table(z, np.zeros((1, 3, 3))), Manifest(name="inputs", source="test",
                                                                    units={"length": "Angstrom"}))
     gpus = expected if use_gpu else 0
-    for sampler in ("itp", "fire", "mmff"):
+    for sampler in METHODS:
         with pytest.raises(_Stop):
             relax_file(inputs, tmp_path / "out", sampler, "ckpt", None, 1, 4, 0, {}, gpus_per_actor=gpus)
-    actors, udfs = captured[:4], captured[4:]
-    assert [o["num_gpus"] for o in actors] == [expected] * 4
+    actors, udfs = captured[:3], captured[3:]
+    assert [o["num_gpus"] for o in actors] == [expected] * 3
     assert all(o["num_cpus"] == cfg.ray.cpus_per_actor and o["scheduling_strategy"] == "DEFAULT" for o in actors)
-    assert [(u["udf"], u["num_gpus"]) for u in udfs] == [("RelaxBatch", expected), ("RelaxBatch", expected),
-                                                         ("RelaxBatch", 0)]          # MMFF runs on CPUs
-    assert [u["fn_constructor_kwargs"]["use_gpu"] for u in udfs] == [use_gpu, use_gpu, False]
+    # RDKit's MMFF runs on CPUs and asks for none; every other method runs its model on the GPU
+    assert [(u["udf"], u["num_gpus"]) for u in udfs] == [("RelaxBatch", expected if m.on_gpu else 0)
+                                                         for m in METHODS.values()]
+    assert [u["fn_constructor_kwargs"]["use_gpu"] for u in udfs] == [use_gpu and m.on_gpu for m in METHODS.values()]
 
 
 # --------------------------------------------------------------------- use_gpu without GPUs

@@ -11,6 +11,7 @@ import pytest
 from moldiff.config import ConfigError, apply_overrides, validate_config
 from moldiff.data.vectors import read_states
 from moldiff.experiment import run_experiment
+from moldiff.metrics.report import load_report
 from moldiff.train.checkpoint import load_model
 from moldiff.train.experts import expert_configs
 
@@ -35,7 +36,7 @@ def tiny_mb(tmp_path, name, **overrides):
 
 def test_single_energy_model_trains_samples_simulates_and_evaluates(ray_session, tmp_path):
     cfg = tiny_mb(tmp_path, "mb_single", **{"objective.fokker_planck.alpha": 5e-4, "ray.num_workers": 2})
-    metrics = run_experiment(cfg, command="pytest", log=lambda m: None)
+    report = run_experiment(cfg, command="pytest", log=lambda m: None)
     run = cfg.run_dir
     for rel in ("checkpoints/final/model.pt", "metrics.json", "results.md", "plots/free_energy.png",
                 "samples/seed_0/iid/data.parquet", "samples/seed_0/sim/data.parquet", "timings.json"):
@@ -46,10 +47,15 @@ def test_single_energy_model_trains_samples_simulates_and_evaluates(ray_session,
     assert len(sim) == 4 * 30 and sorted(set(group)) == [0, 1, 2, 3]
     blocks = sorted((run / "simulation/seed_0").rglob("block_*.npy"))
     assert sum(np.load(b).shape[0] * np.load(b).shape[1] for b in blocks) == 4 * 30   # frames written as made
-    saved = json.loads((run / "metrics.json").read_text())
+    saved = load_report(run)
     for name in ("iid_js", "sim_js", "iid_pmf", "sim_pmf", "gap_js", "iid_pop_A", "sim_pop_C"):
-        assert np.isfinite(saved["metrics"][name]["mean"]) and name in saved["noise_floor"], name
-    assert saved["variant"] == "fokker_planck" and metrics["metrics"]["sim_js"] == saved["metrics"]["sim_js"]
+        assert np.isfinite(saved[name].mean) and saved[name].floor is not None, name
+    assert saved.variant == "fokker_planck" and saved.workflow == "states"
+    assert report["sim_js"].per_seed == saved["sim_js"].per_seed
+    # structure instead of names: iid and simulation side by side, the gap has no training-set value
+    assert saved["sim_js"].labels == {"mode": "sim"} and saved["sim_js"].metric == "js"
+    assert [e.key for e in saved.select(metric="js")] == ["iid_js", "sim_js", "gap_js"]
+    assert saved["iid_js"].train_set is not None and saved["gap_js"].train_set is None
     # two Train workers average gradients by hand (no DDP): both ran and the run finished
     assert json.loads((run / "checkpoints/final/meta.json").read_text())["world_size"] == 2
 
@@ -116,9 +122,9 @@ def test_alanine_dipeptide_end_to_end_on_backbone_dihedrals(ray_session, tmp_pat
     assert np.allclose(train.reshape(-1, 5, 3).mean(1), 0, atol=1e-6)            # centred beads
     assert manifest.units["length"] == "nm" and abs(manifest.kT - 2.494) < 1e-3     # R * 300 K, kJ/mol
     assert len(manifest.generator["masses"]) == 15
-    saved = json.loads((cfg.run_dir / "metrics.json").read_text())
+    saved = load_report(cfg.run_dir)
     for name in ("iid_js", "sim_js", "iid_pmf", "iid_phi_positive", "sim_phi_positive"):
-        assert np.isfinite(saved["metrics"][name]["mean"]), name
+        assert np.isfinite(saved[name].mean), name
     sim, _, _ = read_states(cfg.run_dir / "samples/seed_0/sim")
     # the simulation runs in nm with the learned forces un-scaled: bead-bead distances stay molecular
     d = np.linalg.norm(np.diff(sim.reshape(-1, 5, 3), axis=1), axis=-1)

@@ -16,6 +16,7 @@ import yaml
 
 from conftest import tiny_raw_config
 from moldiff.local_cluster import LocalCluster
+from moldiff.metrics.report import load_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,8 +59,8 @@ def test_job_submit_runs_the_experiment_across_two_nodes(cluster, tmp_path):
     origin = re.search(r"moldiff \S+ from (\S+)", out).group(1)
     assert "runtime_resources" in origin and not origin.startswith(str(ROOT)), origin
     run = tmp_path / "runs" / "job"
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["n_samples"] > 0 and "distance_tvd" in metrics["noise_floor"]
+    report = load_report(run)
+    assert report.n_samples > 0 and report["distance_tvd"].floor is not None
     meta = json.loads((run / "checkpoints" / "final" / "meta.json").read_text())
     assert meta["world_size"] == 2
     assert (run / "plots" / "hr.png").is_file() and (run / "samples" / "seed_0.extxyz").is_file()

@@ -12,6 +12,7 @@ import pytest
 
 from moldiff.config import ConfigError, apply_overrides, validate_config
 from moldiff.experiment import run_experiment
+from moldiff.metrics.report import load_report
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -35,8 +36,9 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
     log = []
     timed = run_experiment(time_cfg, command="pytest", log=log.append)
     assert any("relaxes nothing" in m for m in log)
-    assert set(timed["metrics"]) == {f"time_abs_error_k{k}" for k in (0, 10, 50, 100, 250, 500, 900)}
-    assert all(np.isfinite(v["mean"]) for v in timed["metrics"].values())
+    assert set(timed.keys()) == {f"time_abs_error_k{k}" for k in (0, 10, 50, 100, 250, 500, 900)}
+    assert all(np.isfinite(e.mean) and e.unit == "steps" for e in timed.entries)
+    assert timed["time_abs_error_k0"].floor_mean == 500.0           # predicting k = T/2
     noise = tiny_morered(tmp_path, "noise", "noise", **{"relaxation.samplers": "[itp, as]",
                                                         "relaxation.time_run": str(time_cfg.run_dir)})
     metrics = run_experiment(noise, command="pytest", log=lambda m: None)
@@ -60,34 +62,37 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
     for m, sampler in ((metrics, "itp"), (metrics, "as"), (joint_metrics, "jt")):
         for stat in ("median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction",
                      "median_ratio_se", "failure_fraction_se"):
-            assert f"{sampler}_all_{stat}" in m["metrics"] and f"{sampler}_etkdg_{stat}" in m["metrics"]
-    assert len(joint_metrics["metrics"]["jt_all_median_ratio"]["per_seed"]) == 2
+            assert f"{sampler}_all_{stat}" in m and f"{sampler}_etkdg_{stat}" in m
+        # the report says what each entry measured, so pages need not parse its name
+        assert m[f"{sampler}_etkdg_median_ratio"].labels == {"method": sampler, "group": "etkdg"}
+    assert len(joint_metrics["jt_all_median_ratio"].per_seed) == 2
+    assert [e.labels["group"] for e in joint_metrics.select(method="jt", metric="median_ratio")][0] == "all"
     # noise "relaxed" with the molecule's composition is generation, judged by validity
     for stat in ("validity", "uniqueness", "novelty", "median_steps"):
-        assert np.isfinite(joint_metrics["metrics"][f"jt_prior_{stat}"]["mean"])
-    assert joint_metrics["noise_floor"]["jt_prior_validity"]["mean"] >= 0.5     # the test molecules themselves
-    saved = json.loads((noise.run_dir / "metrics.json").read_text())
-    assert saved["noise_floor"]["itp_all_median_ratio"]["mean"] == 1.0
+        assert np.isfinite(joint_metrics[f"jt_prior_{stat}"].mean)
+    assert joint_metrics["jt_prior_validity"].floor_mean >= 0.5     # the test molecules themselves
+    saved = load_report(noise.run_dir)
+    assert saved["itp_all_median_ratio"].floor_mean == 1.0 and saved["itp_all_median_rmsd_after"].unit == "Angstrom"
     # a convergence threshold other than 0 relaxes into its own label, reported beside k_min = 0
     rerun = validate_config(apply_overrides(joint.model_dump(mode="json"), ["relaxation.k_min=3"]))
     thresholds = run_experiment(rerun, stages=["sample", "evaluate"], command="pytest", log=lambda m: None)
     assert pq.read_table(joint.run_dir / "relaxed/jt-kmin3_seed1").num_rows == 12
-    assert thresholds["metrics"]["jt_all_median_ratio"] == joint_metrics["metrics"]["jt_all_median_ratio"]
+    assert thresholds["jt_all_median_ratio"].per_seed == joint_metrics["jt_all_median_ratio"].per_seed
     assert (np.array(pq.read_table(joint.run_dir / "relaxed/jt-kmin3_seed0").column("n_steps")) <= 12).all()
-    assert "jt-kmin3_all_failure_fraction" in thresholds["metrics"]
+    assert "jt-kmin3_all_failure_fraction" in thresholds
     # auto: the median index the joint model's time head reads on clean validation structures
     auto = validate_config(apply_overrides(joint.model_dump(mode="json"), ["relaxation.k_min=auto", "relaxation.seeds=[0]"]))
     auto_metrics = run_experiment(auto, stages=["sample", "evaluate"], command="pytest", log=lambda m: None)
     chosen = json.loads((joint.run_dir / "relaxed/k_min.json").read_text())["jt"]
     from moldiff.data.sources import prepare_data
     from moldiff.data.store import read_dataset
-    from moldiff.relaxation_threshold import clean_indices
+    from moldiff.relaxation.threshold import clean_indices
     from moldiff.train.checkpoint import load_model
     validation = read_dataset(prepare_data(joint.data, lambda m: None).validation, validate=False)[0]
     model = load_model(joint.run_dir / "checkpoints" / "final")[0].double()
     assert chosen["k_min"] == int(np.round(np.median(clean_indices(model, validation.slice(0, 500)))))
     label = "jt" if chosen["k_min"] == 0 else f"jt-kmin{chosen['k_min']}"
-    assert f"{label}_all_median_ratio" in auto_metrics["metrics"]
+    assert f"{label}_all_median_ratio" in auto_metrics
     # generation from the noise run's model in a run directory of its own (sampling.checkpoint):
     # nothing trained there, DDPM and AS judged as molecules
     gen = tiny_morered(tmp_path, "gen", "noise", **{
@@ -97,7 +102,7 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
     generated = run_experiment(gen, command="pytest", log=log.append)
     assert any("[train] skipped" in m for m in log) and not (gen.run_dir / "checkpoints").exists()
     for sampler in ("ddpm", "as"):
-        assert np.isfinite(generated["metrics"][f"{sampler}_prior_validity"]["mean"])
+        assert np.isfinite(generated[f"{sampler}_prior_validity"].mean)
     assert pq.read_table(gen.run_dir / "relaxed/ddpm_seed0").num_rows == 3
 
 
@@ -113,15 +118,15 @@ def test_force_field_baseline_and_mmff_relax_the_same_inputs(ray_session, tmp_pa
     for sampler in ("fire", "mmff"):
         rows = pq.read_table(cfg.run_dir / f"relaxed/{sampler}_seed0")
         assert rows.num_rows == 9 and (rows.column("n_steps").to_numpy() <= 30).all()
-        assert f"{sampler}_all_median_ratio" in metrics["metrics"]
+        assert f"{sampler}_all_median_ratio" in metrics
     # MMFF relaxes diffusion-perturbed DFT geometries back toward them (the graph comes from the target)
     mmff = pq.read_table(cfg.run_dir / "relaxed/mmff_seed0").to_pandas()
     assert (mmff[mmff.kind == "diffusion"].ratio < 1).mean() >= 0.5
     # GFN2-xTB energies on the fixed subset: MMFF's structures sit far lower above the GFN2 minimum
     # than the perturbed inputs; the targets' minima were relaxed once and shared by both samplers
-    relaxed, inputs = metrics["metrics"]["mmff_subset_median_energy_above_min"], metrics["noise_floor"]["mmff_subset_median_energy_above_min"]
-    assert np.isfinite(relaxed["mean"]) and relaxed["mean"] < 0.5 * inputs["mean"], (relaxed, inputs)
-    assert metrics["noise_floor"]["fire_subset_median_energy_above_min"] == inputs     # the same 4 inputs
+    relaxed, inputs = metrics["mmff_subset_median_energy_above_min"].mean, metrics["mmff_subset_median_energy_above_min"].floor_mean
+    assert np.isfinite(relaxed) and relaxed < 0.5 * inputs, (relaxed, inputs)
+    assert metrics["fire_subset_median_energy_above_min"].floor_mean == inputs     # the same 4 inputs
     assert sum("GFN2-xTB relaxation of" in m for m in log) == 1
 
 
@@ -145,7 +150,7 @@ def test_morered_configs_fail_early(tmp_path):
         tiny_morered(tmp_path, "x", "joint", **{"objective.name": "force_field"})
     with pytest.raises(ConfigError, match=r"samplers \['fire'\] do not fit objective morered"):
         tiny_morered(tmp_path, "x", "joint", **{"relaxation.samplers": "[fire]"})
-    with pytest.raises(ConfigError, match="objective.name morered / force_field and model.backbone painn"):
+    with pytest.raises(ConfigError, match="objective.name morered trains model.backbone painn"):
         tiny_morered(tmp_path, "x", "joint", **{"model.backbone": "egnn"})
 
 
@@ -154,7 +159,7 @@ def test_inputs_are_made_from_the_split_asked_for(tmp_path):
     sets of inputs share no molecule."""
     from moldiff.data.sources import prepare_data
     from moldiff.data.store import read_dataset, read_manifest
-    from moldiff.relaxation_pipeline import prepare_inputs
+    from moldiff.relaxation.pipeline import prepare_inputs
 
     made = {}
     for split in ("test", "validation"):
@@ -174,7 +179,7 @@ def test_validation_inputs_need_a_validation_split(tmp_path):
     import dataclasses
 
     from moldiff.data.sources import prepare_data
-    from moldiff.relaxation_pipeline import prepare_inputs
+    from moldiff.relaxation.pipeline import prepare_inputs
 
     cfg = tiny_morered(tmp_path, "x", "joint", **{"relaxation.inputs.split": "validation"})
     data = prepare_data(cfg.data, log=lambda m: None)

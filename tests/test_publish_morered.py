@@ -8,23 +8,28 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from publish_morered import collect, expected_effect, render  # noqa: E402
 
+from moldiff.metrics.report import Report  # noqa: E402
+
 
 def run(name, values: dict, seeds=(0,)):
-    """A run whose metrics.json holds ``values`` ({key: per-seed list}) with the floors of no relaxation."""
-    def floor(key):
-        return 1.0 if key.endswith("median_ratio") else 0.4 if key.endswith("rmsd_after") else 0.0
+    """A run whose report holds ``values`` ({(method, group, stat): per-seed list}) with the floors
+    of no relaxation."""
+    report = Report(name, "morered_joint", "relaxation", list(seeds), n_samples=10,
+                    reference="inputs from test molecules")
+    for (label, group, stat), v in values.items():
+        floor = 1.0 if stat == "median_ratio" else 0.4 if stat == "median_rmsd_after" else 0.0
+        # the key is deliberately not <label>_<group>_<stat>: the page reads labels, not names
+        report.add(f"entry{len(report.entries)}", v, floor, metric=stat, method=label, group=group)
     return {"name": name, "command": f"python experiments/run.py {name}.yaml", "seconds": {"train": 600.0, "sample": 120.0},
-            "metrics": {"n_samples": 10, "seeds": list(seeds), "reference_split": "inputs from test molecules",
-                        "metrics": {k: {"mean": sum(v) / len(v), "std": 0.0, "per_seed": v} for k, v in values.items()},
-                        "noise_floor": {k: {"mean": floor(k)} for k in values}}}
+            "report": report}
 
 
 def relaxed(sampler, ratio, failures, kinds=("etkdg", "thermal")):
     out = {}
     for group in ("all", *kinds):
-        out.update({f"{sampler}_{group}_median_ratio": [ratio], f"{sampler}_{group}_failure_fraction": [failures],
-                    f"{sampler}_{group}_median_rmsd_after": [0.4 * ratio], f"{sampler}_{group}_median_steps": [50.0],
-                    f"{sampler}_{group}_converged_fraction": [1.0]})
+        out.update({(sampler, group, "median_ratio"): [ratio], (sampler, group, "failure_fraction"): [failures],
+                    (sampler, group, "median_rmsd_after"): [0.4 * ratio], (sampler, group, "median_steps"): [50.0],
+                    (sampler, group, "converged_fraction"): [1.0]})
     return out
 
 
@@ -47,7 +52,7 @@ def test_samplers_of_several_runs_merge_and_the_expected_effect_is_judged_on_the
 
 
 def test_generation_from_its_own_run_joins_the_page():
-    generated = {f"{s}_prior_{k}": [v] for s in ("ddpm", "as")
+    generated = {(s, "prior", k): [v] for s in ("ddpm", "as")
                  for k, v in (("validity", 0.8), ("uniqueness", 0.9), ("median_steps", 1000.0))}
     runs = [run("noise", relaxed("as", 0.5, 0.2)), run("generation", generated)]
     collected = collect(runs)
@@ -77,3 +82,23 @@ def test_thresholds_are_rows_of_their_own_and_throughput_ratios_are_shown():
     rows = [line for line in text.splitlines() if line.startswith("| MoreRed-JT")]
     assert rows[0].startswith("| MoreRed-JT | joint | 0.900") and rows[1].startswith("| MoreRed-JT (k_min 19) | joint | 0.600")
     assert "| continuous batching | 10 | 4.0 | 2.50 |" in text and "**5.00 x**" in text and "**1.80 x**" in text
+
+
+def test_a_run_evaluated_before_reports_had_labels_still_loads_into_the_page(tmp_path):
+    """metrics.json as runs wrote it before the report schema: flat keys, blocks of mean/std/per_seed."""
+    import json
+
+    from moldiff.metrics.report import load_report
+    flat = {"experiment": "old", "variant": "morered_noise", "seeds": [0], "n_samples": 10,
+            "reference_split": "inputs from test molecules",
+            "metrics": {"itp_all_median_ratio": {"mean": 0.8, "std": 0.0, "per_seed": [0.8]},
+                        "as-kmin23_thermal_failure_fraction_se": {"mean": 0.01, "std": 0.0, "per_seed": [0.01]}},
+            "noise_floor": {"itp_all_median_ratio": {"mean": 1.0, "std": 0.0, "per_seed": [1.0]},
+                            "as-kmin23_thermal_failure_fraction_se": {"mean": 0.0, "std": 0.0, "per_seed": [0.0]}},
+            "train_set": {"itp_all_median_ratio": 1.0, "as-kmin23_thermal_failure_fraction_se": 0.0}}
+    (tmp_path / "metrics.json").write_text(json.dumps(flat))
+    report = load_report(tmp_path)
+    assert report["as-kmin23_thermal_failure_fraction_se"].labels == {"method": "as-kmin23", "group": "thermal"}
+    table = collect([{"name": "old", "report": report, "command": "", "seconds": {}}])["table"]
+    assert table["itp"]["all"]["median_ratio"] == {"mean": 0.8, "std": 0.0, "n": 1, "floor": 1.0}
+    assert table["as-kmin23"]["thermal"]["failure_fraction_se"]["mean"] == 0.01

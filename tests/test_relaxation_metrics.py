@@ -163,7 +163,7 @@ def test_summarize_inf_quantiles_and_edge_cases():
 
 
 def test_bootstrap_errors_match_the_binomial_and_vanish_without_spread():
-    from moldiff.relaxation_pipeline import bootstrap_errors
+    from moldiff.metrics.relaxation import bootstrap_errors
 
     same = bootstrap_errors(np.full(300, 0.5))
     assert same == {"median_ratio_se": 0.0, "failure_fraction_se": 0.0}

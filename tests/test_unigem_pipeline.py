@@ -12,6 +12,7 @@ import pytest
 from moldiff.config import ConfigError, apply_overrides, validate_config
 from moldiff.data.store import read_dataset
 from moldiff.experiment import run_experiment
+from moldiff.metrics.report import load_report
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -42,35 +43,36 @@ def test_unigem_trains_generates_and_evaluates(ray_session, tmp_path):
         assert table.num_rows + manifest.generator["n_nonfinite"] == 12
         assert set(np.concatenate(table.column("z").to_pylist())) <= {1, 6, 7, 8, 9}
         assert (run / f"samples/seed_{seed}.extxyz").exists()
-    saved = json.loads((run / "metrics.json").read_text())
+    saved = load_report(run)
     for name in ("atom_stability", "molecule_stability", "validity", "uniqueness", "novelty", "lumo_mae",
                  "val_lumo_mae"):
-        assert np.isfinite(saved["metrics"][name]["mean"]) and name in saved["noise_floor"], name
-    assert len(saved["metrics"]["validity"]["per_seed"]) == 2
+        assert np.isfinite(saved[name].mean) and saved[name].floor is not None, name
+    assert len(saved["validity"].per_seed) == 2
     # the data's own stability is the ceiling, and QM9 molecules are nearly all stable under EDM's rule
-    assert saved["noise_floor"]["atom_stability"]["mean"] > 0.95
-    assert saved["noise_floor"]["lumo_mae"]["mean"] > 0 and saved["units"]["lumo_mae"] == "meV"
-    assert metrics["metrics"]["lumo_mae"] == saved["metrics"]["lumo_mae"]
+    assert saved["atom_stability"].floor_mean > 0.95
+    assert saved["lumo_mae"].floor_mean > 0 and saved["lumo_mae"].unit == "meV"
+    assert saved["val_lumo_mae"].labels == {"split": "val"} and saved["val_lumo_mae"].metric == "lumo_mae"
+    assert metrics["lumo_mae"].per_seed == saved["lumo_mae"].per_seed
 
 
 def test_joint_baseline_and_predictor_run_through_the_same_stages(ray_session, tmp_path):
     joint = tiny_qm9(tmp_path, "edm_joint", **{"objective.unigem.mode": "joint", "sampling.seeds": "[0]"})
     saved = run_experiment(joint, command="pytest", log=lambda m: None)
-    assert "lumo_mae" not in saved["metrics"] and np.isfinite(saved["metrics"]["validity"]["mean"])
+    assert "lumo_mae" not in saved and np.isfinite(saved["validity"].mean)
     predictor = tiny_qm9(tmp_path, "predictor", **{"objective.unigem.mode": "predictor", "sampling.seeds": "[0]"})
     log = []
     saved = run_experiment(predictor, command="pytest", log=log.append)
-    assert sorted(saved["metrics"]) == ["lumo_mae", "val_lumo_mae"] and any("generates nothing" in m for m in log)
+    assert sorted(saved.keys()) == ["lumo_mae", "val_lumo_mae"] and any("generates nothing" in m for m in log)
     # a sweep trial judges the property alone; its finalists generate
     quick = tiny_qm9(tmp_path, "mae_only", **{"evaluation.generate": "false", "sampling.seeds": "[0]"})
     saved = run_experiment(quick, command="pytest", log=lambda m: None)
-    assert sorted(saved["metrics"]) == ["lumo_mae", "val_lumo_mae"] and not (quick.run_dir / "samples").exists()
+    assert sorted(saved.keys()) == ["lumo_mae", "val_lumo_mae"] and not (quick.run_dir / "samples").exists()
 
 
 def test_qm9_configs_fail_early_with_the_key_named(tmp_path):
     with pytest.raises(ConfigError, match="process: polynomial"):
         tiny_qm9(tmp_path, "bad_schedule", **{"diffusion.process": "vp"})
-    with pytest.raises(ConfigError, match="objective.name unigem and model.backbone branched_egnn"):
+    with pytest.raises(ConfigError, match="objective.name unigem trains model.backbone branched_egnn"):
         tiny_qm9(tmp_path, "bad_backbone", **{"model.backbone": "egnn"})
     with pytest.raises(ConfigError, match="shared_layers"):
         tiny_qm9(tmp_path, "bad_layers", **{"model.shared_layers": 3})

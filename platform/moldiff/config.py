@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Optional, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .relaxation.methods import METHODS as RELAXATION_METHODS
+
 
 STAGES = ("data", "train", "sample", "evaluate")
 
@@ -172,8 +174,14 @@ class TrainSetConfig(_Section):
     )
 
 
+# every data source and the workflow its runs use unless the objective or the config names another
+# (molecules: fixed composition; states: flat state vectors; generation: molecules of any composition)
+SOURCE_KINDS = {"lj": "molecules", "npz": "molecules", "parquet": "molecules", "xtb_md": "molecules",
+                "muller_brown": "states", "alanine": "states", "qm9": "generation"}
+
+
 class DataConfig(_Section):
-    source: Literal["lj", "npz", "parquet", "xtb_md", "muller_brown", "alanine", "qm9"] = "lj"
+    source: Literal[tuple(SOURCE_KINDS)] = "lj"
     root: str = Field("data", description="cache directory for generated datasets")
     seed: int = Field(0, description="seed of data generation and subset selection (kept apart from "
                       "the training seed so that training seeds share one dataset)")
@@ -208,7 +216,7 @@ class DataConfig(_Section):
     @property
     def is_vector_system(self) -> bool:
         """States are flat vectors: Müller-Brown (x, y), coarse-grained alanine dipeptide (15 bead coordinates)."""
-        return self.source in ("muller_brown", "alanine")
+        return SOURCE_KINDS[self.source] == "states"
 
 
 # ---------------------------------------------------------------------------------- model etc.
@@ -507,7 +515,7 @@ class RelaxationInputsConfig(_Section):
 class RelaxationConfig(_Section):
     """MoreRed relaxation of unstable molecules (objective.name: morered)."""
 
-    samplers: list[Literal["itp", "as", "jt", "ddpm", "fire", "mmff"]] = Field(
+    samplers: list[Literal[tuple(RELAXATION_METHODS)]] = Field(
         default_factory=lambda: ["jt"], min_length=1, description="MoreRed: jt needs a joint model, itp / as a noise "
         "model plus time_run; force field: fire (batched FIRE on the learned forces); mmff: RDKit MMFF94, the "
         "classical reference (needs no model)")
@@ -518,7 +526,7 @@ class RelaxationConfig(_Section):
     k_min: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         0, description="a molecule has converged after a step at predicted index <= k_min (the paper: 0); auto: "
         "for as / jt, the median index the time predictor reads on clean validation structures "
-        "(moldiff.relaxation_threshold); outputs with k_min > 0 are labelled <sampler>-kmin<k>")
+        "(moldiff.relaxation.threshold); outputs with k_min > 0 are labelled <sampler>-kmin<k>")
     slots: int = Field(64, ge=1, description="molecules relaxed at once per actor (continuous batching)")
     num_actors: int = Field(2, ge=1, description="Ray actors, each with one model replica")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
@@ -563,12 +571,12 @@ class RayConfig(_Section):
     )
 
 
-VECTOR_BACKBONES = ("mlp", "graph_transformer")
-
-
 class ExperimentConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
+    workflow: Optional[str] = Field(None, description="what runs after training (moldiff.workflows: molecules, "
+                                    "states, generation, relaxation); null = the objective's own, else the data "
+                                    "source's")
     seed: int = 0
     output_dir: str = "runs"
     data: DataConfig = DataConfig()
@@ -584,48 +592,12 @@ class ExperimentConfig(_Section):
     ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
-    def _system_and_model_agree(self):
-        vector = self.data.is_vector_system
-        if vector != (self.model.backbone in VECTOR_BACKBONES):
-            raise ValueError(f"model.backbone '{self.model.backbone}' does not fit data.source "
-                             f"'{self.data.source}' (state-vector systems use mlp or graph_transformer, "
-                             "molecules egnn or e3nn)")
-        if self.model.backbone == "graph_transformer" and self.data.source == "muller_brown":
-            raise ValueError("model.backbone graph_transformer needs particles (3-D coordinates); "
-                             "Müller-Brown states are 2-D points: use mlp")
-        qm9_like = self.data.source == "qm9"
-        pairs = {"unigem": "branched_egnn", "morered": "painn", "force_field": "painn"}
-        name, backbone = self.objective.name, self.model.backbone
-        if qm9_like != (name in pairs) or (name in pairs and backbone != pairs[name]) or \
-                (backbone in pairs.values() and pairs.get(name) != backbone):
-            raise ValueError("QM9 (data.source qm9) goes with objective.name unigem and model.backbone branched_egnn, "
-                             "or objective.name morered / force_field and model.backbone painn, and only with them; "
-                             f"got source '{self.data.source}', objective '{name}', backbone '{backbone}'")
-        if (name == "force_field") != (qm9_like and self.data.qm9.gfn2_labels is not None):
-            raise ValueError("objective.name force_field trains on data.qm9.gfn2_labels, which only it uses")
-        bad = [s for s in self.relaxation.samplers if s != "mmff" and
-               (s == "fire") != (name == "force_field")]
-        if name in ("morered", "force_field") and bad:
-            raise ValueError(f"relaxation.samplers {bad} do not fit objective {name} (morered: itp, as, jt, ddpm; "
-                             "force_field: fire; either: mmff)")
-        if name in ("unigem", "morered") and self.diffusion.process != "polynomial":
-            raise ValueError(f"objective {name} samples with the discrete ancestral sampler: set diffusion.process: "
-                             "polynomial")
-        if name == "unigem" and self.objective.unigem.nucleation_step >= self.diffusion.n_steps:
-            raise ValueError(f"objective.unigem.nucleation_step ({self.objective.unigem.nucleation_step}) must be "
-                             f"below diffusion.n_steps ({self.diffusion.n_steps})")
-        if vector != (self.objective.name == "fokker_planck"):
-            raise ValueError(f"objective.name '{self.objective.name}' does not fit data.source '{self.data.source}' "
-                             "(state-vector systems use fokker_planck; molecules dsm/psm)")
-        if self.experts is None and self.objective.name == "fokker_planck" and self.objective.fokker_planck.alpha > 0 \
-                and not self.model.conservative:
-            raise ValueError("objective.fokker_planck.alpha > 0 needs model.conservative: true")
-        if self.simulation.enabled and not vector:
-            raise ValueError("simulation with learned forces is implemented for state-vector systems only")
-        if self.training.precision == "bf16":
-            why = bf16_conflict(self)
-            if why:
-                raise ValueError(f"training.precision: bf16 does not fit this run: {why}; use fp32 or tf32")
+    def _combination_runs(self):
+        # the rules live with the workflow and objective they belong to (moldiff.workflows.config_problems)
+        from .workflows import config_problems
+        problems = config_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property

@@ -9,9 +9,9 @@ import math
 from pathlib import Path
 
 
-def log_evaluation(run_dir: Path, metrics: dict) -> int:
-    """Write ``metrics.json``'s metrics and every ``plots/*.png`` to ``<run_dir>/tensorboard``;
-    returns the number of images written."""
+def log_evaluation(run_dir: Path, report) -> int:
+    """Write the report's metrics (``moldiff.metrics.report.Report``) with their comparison values
+    and every ``plots/*.png`` to ``<run_dir>/tensorboard``; returns the number of images written."""
     import matplotlib.image as mpimg
     import numpy as np
     from torch.utils.tensorboard import SummaryWriter
@@ -20,12 +20,12 @@ def log_evaluation(run_dir: Path, metrics: dict) -> int:
     step = int(json.loads(meta.read_text()).get("step", 0)) if meta.exists() else 0
     images = sorted((run_dir / "plots").glob("*.png"))
     with SummaryWriter(str(run_dir / "tensorboard")) as writer:
-        for name, s in metrics.get("metrics", {}).items():
-            if isinstance(s.get("mean"), (int, float)) and math.isfinite(s["mean"]):
-                writer.add_scalar(f"eval/{name}", s["mean"], step)
-            floor = metrics.get("noise_floor", {}).get(name, {}).get("mean")
-            if isinstance(floor, (int, float)) and math.isfinite(floor):
-                writer.add_scalar(f"eval_noise_floor/{name}", floor, step)
+        for entry in report.entries:
+            if math.isfinite(entry.mean):
+                writer.add_scalar(f"eval/{entry.key}", entry.mean, step)
+            floor = entry.floor_mean
+            if floor is not None and math.isfinite(floor):
+                writer.add_scalar(f"eval_noise_floor/{entry.key}", floor, step)
         for path in images:
             image = mpimg.imread(path)
             if image.dtype != np.uint8:

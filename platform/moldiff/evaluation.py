@@ -15,6 +15,7 @@ from .config import ExperimentConfig
 from .data.store import read_dataset, stacked_positions
 from .metrics.distributions import distance_tvd, energy_tvd, hr_mae, wasserstein2
 from .metrics.molecular import BondReference, stable_fraction
+from .metrics.report import Report
 
 METRIC_ORDER = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "stable_fraction", "distance_frac_outside",
                 "energy_frac_outside",
@@ -70,16 +71,9 @@ class Judge:
         return out
 
 
-def summary(values: list[float]) -> dict:
-    """mean, std (ddof 1) and the values of a per-seed metric."""
-    arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-            "per_seed": [float(v) for v in arr]}
-
-
 def evaluate(cfg: ExperimentConfig, reference_path, train_path, samples: dict[int, np.ndarray],
              energy_fn: Optional[Callable[[np.ndarray], np.ndarray]], log: Callable[[str], None] = print,
-             diverged: Optional[dict[int, float]] = None) -> dict:
+             diverged: Optional[dict[int, float]] = None) -> Report:
     """Metrics per seed (mean ± std), noise floor, and the training set's own distance to the reference.
 
     ``diverged``: fraction of each seed's samples that the sampler lost to NaN/inf (reported as
@@ -102,28 +96,15 @@ def evaluate(cfg: ExperimentConfig, reference_path, train_path, samples: dict[in
     train_pos = stacked_positions(train_table)
     train_metrics = judge(train_pos, 0)
     train_metrics["diverged_fraction"] = 0.0
-    names = [m for m in METRIC_ORDER if m in per_seed[next(iter(per_seed))]]
-    return {
-        "experiment": cfg.name,
-        "seeds": sorted(samples),
-        "n_samples": n,
-        "n_reference": len(split.a),
-        "n_noise_floor_set": min(len(split.b), n),
-        "n_train": len(train_pos),
-        "reference_split": split.how,
-        "units": ref_manifest.units,
-        "metrics": {m: summary([per_seed[s][m] for s in sorted(per_seed)]) for m in names},
-        "noise_floor": {m: summary([floor[s][m] for s in sorted(floor)]) for m in names},
-        "train_set": {m: float(train_metrics[m]) for m in names},
-    }
-
-
-def results_table(metrics: dict) -> str:
-    """Markdown table: metric | samples (mean ± std over seeds) | noise floor | training set."""
-    lines = ["| metric | samples (mean ± std) | noise floor (mean ± std) | training set |",
-             "|---|---|---|---|"]
-    for name, s in metrics["metrics"].items():
-        f = metrics["noise_floor"][name]
-        lines.append(f"| {name} | {s['mean']:.4f} ± {s['std']:.4f} | {f['mean']:.4f} ± {f['std']:.4f} | "
-                     f"{metrics['train_set'][name]:.4f} |")
-    return "\n".join(lines)
+    seeds = sorted(samples)
+    report = Report(cfg.name, cfg.variant, "molecules", seeds, n_samples=n, n_reference=len(split.a),
+                    n_noise_floor_set=min(len(split.b), n), n_train=len(train_pos),
+                    reference=f"half A of the reference ({split.how})",
+                    floor_meaning="the same metric for equally many frames of reference half B (two independent "
+                                  "draws from the true distribution)",
+                    context={"units": ref_manifest.units})
+    energy_unit = ref_manifest.units.get("energy")
+    for m in (m for m in METRIC_ORDER if m in per_seed[seeds[0]]):
+        report.add(m, [per_seed[s][m] for s in seeds], [floor[s][m] for s in seeds], train_metrics[m],
+                   unit=energy_unit if m == "median_energy" else ref_manifest.units.get("length") if m == "w2" else None)
+    return report

@@ -214,19 +214,25 @@ def _trial(params: dict, base: dict, spec_raw: dict, output_dir: str) -> None:
             print(f"[sweep] {name}: budget {budget} already reported, replaying {kept}", flush=True)
             tune.report(json.loads(kept.read_text()))
             continue
-        metrics = run_experiment(stage, command=f"sweep {spec.name} trial {name} params {json.dumps(params)}",
-                                 log=lambda m: print(m, flush=True))
-        report = {m: s["mean"] for m, s in metrics["metrics"].items()}
-        report.update({f"{m}_std": s["std"] for m, s in metrics["metrics"].items()})
-        report.update({f"noise_floor_{m}": s["mean"] for m, s in metrics["noise_floor"].items()})
+        result = run_experiment(stage, command=f"sweep {spec.name} trial {name} params {json.dumps(params)}",
+                                log=lambda m: print(m, flush=True))
+        report = tune_values(result)
         # a study may compare variants that do not all have the ranking metric (a generator without a
         # property head in a study ranked on property MAE): NaN, ranked last, instead of a failed trial
         report.setdefault(spec.metric, math.nan)
         # what the metrics were computed on: the generated samples, or without sampling the evaluation set
-        report.update(epochs=budget, run_dir=str(stage.run_dir),
-                      n_samples=metrics.get("n_samples") or metrics.get("n_reference"))
+        report.update(epochs=budget, run_dir=str(stage.run_dir), n_samples=result.n_samples or result.n_reference)
         write_text(kept, json.dumps(report) + "\n")
         tune.report(report)
+
+
+def tune_values(report) -> dict:
+    """What a trial reports to Tune from its run's report: each entry's mean, std and noise floor
+    under flat names (``<key>``, ``<key>_std``, ``noise_floor_<key>``), what sweep specs rank on."""
+    values = {e.key: e.mean for e in report.entries}
+    values.update({f"{e.key}_std": e.std for e in report.entries})
+    values.update({f"noise_floor_{e.key}": e.floor_mean for e in report.entries if e.floor is not None})
+    return values
 
 
 def search_algorithm(spec: SweepSpec):
@@ -335,11 +341,11 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
                            {**spec.final_overrides, "training.epochs": r["epochs"],
                             "training.schedule_epochs": max(spec.budgets or [r["epochs"]])})
         log(f"[sweep] finalist {r['trial']}: sampling and evaluating with {spec.final_overrides}")
-        metrics = run_experiment(cfg, stages=["sample", "evaluate"], command=f"sweep {spec.name} finalist", log=log)
+        result = run_experiment(cfg, stages=["sample", "evaluate"], command=f"sweep {spec.name} finalist", log=log)
         finals.append({"trial": r["trial"], "params": r["params"],
-                       "metrics": {k: s["mean"] for k, s in metrics["metrics"].items()},
-                       "std": {k: s["std"] for k, s in metrics["metrics"].items()},
-                       "noise_floor": {k: s["mean"] for k, s in metrics["noise_floor"].items()}})
+                       "metrics": {e.key: e.mean for e in result.entries},
+                       "std": {e.key: e.std for e in result.entries},
+                       "noise_floor": {e.key: e.floor_mean for e in result.entries if e.floor is not None}})
     if done and not math.isnan(done[0]["metrics"][spec.metric]):
         write_best_config(out / "best.yaml", base, spec, done[0], Path(probe.output_dir))
         log(f"[sweep] best trial {done[0]['trial']} as a ready-to-run config: {out / 'best.yaml'}")

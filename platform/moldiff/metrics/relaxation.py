@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["kabsch_rotation", "superpose", "kabsch_rmsd", "batch_kabsch_rmsd", "rmsd_ratio",
+__all__ = ["bootstrap_errors", "relaxed_stats", "RESULT_STATS", "ERROR_STATS", "kabsch_rotation", "superpose", "kabsch_rmsd", "batch_kabsch_rmsd", "rmsd_ratio",
            "RelaxationSummary", "summarize", "ZERO_RMSD"]
 
 ZERO_RMSD = 1e-8
@@ -279,3 +279,30 @@ def summarize(ratios, rmsds_after, steps, converged) -> dict:
         converged_fraction=float(converged.mean()) if n else float("nan"),
     )
     return asdict(summary)
+
+
+# the headline statistics of a set of relaxations, and their sampling errors over the inputs
+RESULT_STATS = ("median_ratio", "failure_fraction", "median_rmsd_after", "median_steps", "converged_fraction")
+ERROR_STATS = ("median_ratio_se", "failure_fraction_se")
+BOOTSTRAP_DRAWS = 1000
+
+
+def bootstrap_errors(ratio: np.ndarray, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> dict:
+    """Standard errors of the median ratio and the failure fraction over the inputs: the std of each
+    over ``draws`` resamples of the inputs with replacement (undefined ratios left out, diverged
+    ones, inf, kept as failures). The benchmark's noise floor for comparing two rows."""
+    ratio = np.asarray(ratio, dtype=np.float64)
+    ratio = ratio[~np.isnan(ratio)]
+    if ratio.size == 0:
+        return {k: float("nan") for k in ERROR_STATS}
+    resampled = np.random.default_rng(seed).choice(ratio, size=(draws, ratio.size), replace=True)
+    return {"median_ratio_se": float(np.median(resampled, axis=1).std()),
+            "failure_fraction_se": float((resampled > 1).mean(axis=1).std())}
+
+
+def relaxed_stats(rows) -> dict:
+    """RESULT_STATS and ERROR_STATS of relaxed rows (a table with ratio, rmsd_after, n_steps, converged)."""
+    column = lambda name: rows.column(name).to_numpy(zero_copy_only=False)   # noqa: E731
+    ratio = column("ratio")
+    s = summarize(ratio, column("rmsd_after"), column("n_steps"), column("converged"))
+    return {**{k: s[k] for k in RESULT_STATS}, **bootstrap_errors(ratio)}

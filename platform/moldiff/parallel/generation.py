@@ -1,18 +1,15 @@
-"""Molecule generation (UniGEM / EDM joint) in parallel Ray actors that each load the checkpoint
-once. Chunk k of seed s draws its atom counts and its noise from generators seeded by (s, k), so
-the molecules do not depend on how many actors made them."""
+"""Molecule generation (UniGEM / EDM joint) in a pool of actors (``parallel.pool``). Chunk k of
+seed s draws its atom counts and its noise from generators seeded by (s, k), so the molecules do
+not depend on how many actors made them."""
 from __future__ import annotations
 
 import time
 from typing import Callable
 
 import numpy as np
-import ray
 import torch
 
-from ..config import ExperimentConfig
-from .pool import chunk_sizes, map_chunks
-from .sampling import ModelWorker, chunk_seed, start_workers
+from .pool import ActorPool, ModelWorker, chunk_seed, chunk_sizes
 
 
 class GeneratorWorker(ModelWorker):
@@ -37,23 +34,14 @@ class GeneratorWorker(ModelWorker):
         return [(z[a:b], pos[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def generate_with_actors(cfg: ExperimentConfig, checkpoint_dir: str, sizes: np.ndarray, probs: np.ndarray, seed: int,
-                         log: Callable[[str], None] = print) -> list[tuple[np.ndarray, np.ndarray]]:
+def generate_with_pool(pool: ActorPool, cfg, sizes: np.ndarray, probs: np.ndarray, seed: int,
+                       log: Callable[[str], None] = print) -> list[tuple[np.ndarray, np.ndarray]]:
     """``cfg.sampling.n_samples`` molecules with atom counts drawn from (sizes, probs)."""
     s = cfg.sampling
     chunks = chunk_sizes(s.n_samples, s.batch_size)
     counts = [np.random.default_rng(chunk_seed(seed, k)).choice(sizes, size=n, p=probs) for k, n in enumerate(chunks)]
-    actors = start_workers(cfg, GeneratorWorker, checkpoint_dir, min(cfg.ray.num_sampling_actors, len(chunks)))
-    t0, done = time.time(), [0]
 
     def submit(actor, k):
         return actor.generate.remote(counts[k], chunk_seed(seed, k), f"seed {seed} chunk {k + 1}/{len(chunks)}")
-
-    def landed(k):
-        done[0] += chunks[k]
-        log(f"[sample] seed {seed}: {done[0]}/{s.n_samples} molecules ({time.time() - t0:.0f}s)")
-
-    out = map_chunks(actors, submit, len(chunks), landed)
-    for actor in actors:
-        ray.kill(actor)
+    out = pool.map_counted(chunks, submit, f"[sample] seed {seed}: molecules", log)
     return [mol for chunk in out for mol in chunk]

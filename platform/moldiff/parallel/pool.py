@@ -1,9 +1,20 @@
-"""Spread chunks of work over a fixed set of Ray actors, one chunk per actor at a time."""
+"""The one actor pattern of sampling, simulation and generation: a pool of actors that each load a
+checkpoint's model once, kept for every seed of a stage, with chunks of work handed to whichever
+actor is free and progress reported as chunks land. (Relaxation streams through Ray Data instead:
+``moldiff.relaxation.pipeline``.)
+
+Chunk k of seed s always uses the generator seeded by (s, k) (:func:`chunk_seed`), so results do
+not depend on how many actors made them.
+"""
 from __future__ import annotations
 
-from typing import Any, Callable
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
-import ray
+import numpy as np
+
+from ..accelerator import actor_options, describe, device_record, local_device, record_stage_devices
 
 
 def chunk_sizes(n: int, batch: int) -> list[int]:
@@ -11,22 +22,94 @@ def chunk_sizes(n: int, batch: int) -> list[int]:
     return [min(batch, n - i) for i in range(0, n, batch)]
 
 
-def map_chunks(actors: list, submit: Callable[[Any, int], Any], n_chunks: int,
-               on_done: Callable[[int], None] = lambda k: None) -> list:
-    """``submit(actor, k)`` starts chunk k on ``actor`` and returns its object ref; the results
-    come back in chunk order, whichever actor made them. ``on_done(k)`` runs as each chunk lands."""
-    pending: dict = {}                      # ref -> (actor, chunk)
-    refs: list = [None] * n_chunks
-    next_chunk = 0
-    while next_chunk < n_chunks or pending:
-        busy = {actor for actor, _ in pending.values()}
+def chunk_seed(seed: int, chunk: int) -> int:
+    return int(np.random.SeedSequence([seed, chunk, 7]).generate_state(1)[0])
+
+
+class ModelWorker:
+    """An actor that loads a checkpoint's model once, onto its GPU with ``ray.use_gpu`` (an error
+    if it sees none), else the CPU. Subclasses add the methods a stage calls."""
+
+    def __init__(self, checkpoint_dir: str, use_ema: bool, torch_threads: int, use_gpu: bool):
+        import torch
+
+        from ..train.checkpoint import load_model
+
+        torch.set_num_threads(torch_threads)
+        self.device = local_device(use_gpu)
+        self.model, self.cfg, _ = load_model(checkpoint_dir, use_ema=use_ema)
+        self.model.to(self.device)
+        print(f"[{type(self).__name__}] model on {describe(device_record(self.device))}", flush=True)
+
+    def device_record(self) -> dict:
+        return device_record(self.device)
+
+
+class ActorPool:
+    """Actors holding one model each; :meth:`map` spreads chunks over them, one chunk per actor at
+    a time, and returns the results in chunk order."""
+
+    def __init__(self, actors: list):
+        self.actors = actors
+
+    def __len__(self) -> int:
+        return len(self.actors)
+
+    def map(self, submit: Callable[[Any, int], Any], n_chunks: int, on_done: Callable[[int], None] = lambda k: None,
+            actors: list | None = None) -> list:
+        """``submit(actor, k)`` starts chunk k on ``actor`` and returns its object ref;
+        ``on_done(k)`` runs as each chunk lands. ``actors``: a subset of the pool to use."""
+        import ray
+
+        actors = self.actors if actors is None else actors
+        pending: dict = {}                      # ref -> (actor, chunk)
+        refs: list = [None] * n_chunks
+        next_chunk = 0
+        while next_chunk < n_chunks or pending:
+            busy = {actor for actor, _ in pending.values()}
+            for actor in actors:
+                if next_chunk < n_chunks and actor not in busy:
+                    ref = submit(actor, next_chunk)
+                    pending[ref], refs[next_chunk] = (actor, next_chunk), ref
+                    busy.add(actor)
+                    next_chunk += 1
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                on_done(pending.pop(ref)[1])
+        return ray.get(refs)
+
+    def map_counted(self, sizes: list[int], submit: Callable[[Any, int], Any], what: str,
+                    log: Callable[[str], None]) -> list:
+        """:meth:`map` over chunks of the given sizes, logging ``done/total what`` as they land."""
+        t0, done, total = time.time(), [0], sum(sizes)
+
+        def landed(k):
+            done[0] += sizes[k]
+            log(f"{what}: {done[0]}/{total} ({time.time() - t0:.0f}s)")
+        return self.map(submit, len(sizes), landed)
+
+
+def start_workers(cfg, worker: type, checkpoint_dir: str, n_actors: int, stage: str = "sample") -> list:
+    """``n_actors`` ``worker`` actors, each asking for ``ray.gpus_per_actor`` of a GPU with
+    ``ray.use_gpu``; the devices they hold are recorded in ``<run_dir>/devices.json`` under ``stage``."""
+    import ray
+
+    r = cfg.ray
+    Actor = ray.remote(**actor_options(r))(worker)
+    actors = [Actor.remote(str(checkpoint_dir), cfg.sampling.use_ema, r.torch_threads, r.use_gpu)
+              for _ in range(n_actors)]
+    record_stage_devices(cfg.run_dir, stage, ray.get([a.device_record.remote() for a in actors]))
+    return actors
+
+
+@contextmanager
+def model_pool(cfg, worker: type, checkpoint_dir: str, n_actors: int, stage: str = "sample") -> Iterator[ActorPool]:
+    """A pool of ``n_actors`` ``worker`` actors for one stage (every seed), killed when it ends."""
+    import ray
+
+    actors = start_workers(cfg, worker, checkpoint_dir, max(1, n_actors), stage)
+    try:
+        yield ActorPool(actors)
+    finally:
         for actor in actors:
-            if next_chunk < n_chunks and actor not in busy:
-                ref = submit(actor, next_chunk)
-                pending[ref], refs[next_chunk] = (actor, next_chunk), ref
-                busy.add(actor)
-                next_chunk += 1
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            on_done(pending.pop(ref)[1])
-    return ray.get(refs)
+            ray.kill(actor)

@@ -1,7 +1,8 @@
-"""iid sampling and Langevin simulation of state-vector systems in Ray actors.
+"""iid sampling and Langevin simulation of state-vector systems in a pool of actors (``parallel.pool``).
 
-Each actor loads the checkpoint (a single model or a mixture of experts) once. iid samples are
-cut into chunks seeded by (seed, chunk), so they do not depend on how many actors drew them.
+Each actor loads the checkpoint (a single model or a mixture of experts) once, for every seed and
+both kinds of work. iid samples are cut into chunks seeded by (seed, chunk), so they do not depend
+on how many actors drew them.
 Simulation splits the chains over the actors; every actor writes its frames to
 ``<out_dir>/block_<k>.npy`` as they are produced (so a long run shows progress on disk and a
 crash loses at most one block) and returns them when it is done.
@@ -14,12 +15,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import ray
 import torch
 
-from ..config import ExperimentConfig
-from .pool import chunk_sizes, map_chunks
-from .sampling import ModelWorker, chunk_seed, start_workers
+from .pool import ActorPool, ModelWorker, chunk_seed, chunk_sizes
 
 
 class StateWorker(ModelWorker):
@@ -66,42 +64,37 @@ class StateWorker(ModelWorker):
                         frames_per_call=max(1, s.n_frames // 10), progress=lambda m: print(m, flush=True), label=label)
 
 
-def sample_states(cfg: ExperimentConfig, checkpoint_dir: str, dim: int, seed: int,
-                  log: Callable[[str], None] = print) -> np.ndarray:
+def pool_size(cfg) -> int:
+    """Actors of the states stage: enough for iid sampling and for the simulation's chains."""
+    return max(cfg.ray.num_sampling_actors, cfg.simulation.num_actors if cfg.simulation.enabled else 1)
+
+
+def sample_states(pool: ActorPool, cfg, dim: int, seed: int, log: Callable[[str], None] = print) -> np.ndarray:
     """``sampling.n_samples`` iid states by reverse diffusion -> [n, dim]."""
     s = cfg.sampling
     chunks = chunk_sizes(s.n_samples, s.batch_size)
-    actors = start_workers(cfg, StateWorker, checkpoint_dir, min(cfg.ray.num_sampling_actors, len(chunks)))
-    t0, done = time.time(), [0]
 
-    def landed(k):
-        done[0] += chunks[k]
-        log(f"[sample] seed {seed}: {done[0]}/{s.n_samples} states ({time.time() - t0:.0f}s)")
-
-    out = map_chunks(actors, lambda a, k: a.sample.remote(chunks[k], dim, chunk_seed(seed, k), s.n_steps,
-                                                          f"seed {seed} chunk {k + 1}/{len(chunks)}"),
-                     len(chunks), landed)
-    for a in actors:
-        ray.kill(a)
-    return np.concatenate(out)
+    def submit(actor, k):
+        return actor.sample.remote(chunks[k], dim, chunk_seed(seed, k), s.n_steps,
+                                   f"seed {seed} chunk {k + 1}/{len(chunks)}")
+    return np.concatenate(pool.map_counted(chunks, submit, f"[sample] seed {seed}: states", log))
 
 
-def simulate_states(cfg: ExperimentConfig, checkpoint_dir: str, starts: np.ndarray, kT: float, masses, seed: int,
-                    out_dir: Path, log: Callable[[str], None] = print) -> np.ndarray:
-    """Langevin with the learned forces from ``starts`` [chains, dim] -> frames [n_frames, chains, dim]."""
+def simulate_states(pool: ActorPool, cfg, starts: np.ndarray, kT: float, masses, seed: int, out_dir: Path,
+                    log: Callable[[str], None] = print) -> np.ndarray:
+    """Langevin with the learned forces from ``starts`` [chains, dim] -> frames [n_frames, chains, dim];
+    the chains are split over ``simulation.num_actors`` actors of the pool."""
     sim = cfg.simulation
-    shares = [a for a in np.array_split(np.arange(len(starts)), min(sim.num_actors, len(starts))) if len(a)]
-    actors = start_workers(cfg, StateWorker, checkpoint_dir, len(shares), stage="simulate")
+    shares = [a for a in np.array_split(np.arange(len(starts)), min(sim.num_actors, len(starts), len(pool))) if len(a)]
     settings = {"mass": masses, "friction": sim.friction, "dt": sim.dt, "burn_in": sim.burn_in,
                 "n_frames": sim.n_frames, "save_every": sim.save_every}
     t0 = time.time()
     log(f"[simulate] seed {seed}: {len(starts)} chains x {sim.burn_in + sim.n_frames * sim.save_every} steps "
-        f"(dt {sim.dt:g}, t_sim {sim.t_sim:g}, kT {kT:g}) on {len(actors)} actor(s); frames under {out_dir}")
-    refs = [a.simulate.remote(starts[idx], settings, kT, sim.t_sim, chunk_seed(seed, 1000 + k),
-                              str(out_dir / f"actor_{k}"), f"simulate seed {seed} actor {k + 1}/{len(actors)}")
-            for k, (a, idx) in enumerate(zip(actors, shares))]
-    frames = np.concatenate(ray.get(refs), axis=1)
-    for a in actors:
-        ray.kill(a)
+        f"(dt {sim.dt:g}, t_sim {sim.t_sim:g}, kT {kT:g}) on {len(shares)} actor(s); frames under {out_dir}")
+
+    def submit(actor, k):
+        return actor.simulate.remote(starts[shares[k]], settings, kT, sim.t_sim, chunk_seed(seed, 1000 + k),
+                                     str(out_dir / f"actor_{k}"), f"simulate seed {seed} actor {k + 1}/{len(shares)}")
+    frames = np.concatenate(pool.map(submit, len(shares), actors=pool.actors[:len(shares)]), axis=1)
     log(f"[simulate] seed {seed}: {frames.shape[0] * frames.shape[1]} frames ({time.time() - t0:.0f}s)")
     return frames

@@ -8,44 +8,30 @@ the time predictor what "clean" looks like to it: the median index it predicts o
 k_min in {0, 1, 2, 5, 10, 20} as a sampling-time knob; this picks one value from held-out data
 instead of from the benchmark.
 
-Only as and jt stop by a predicted step; itp and ddpm follow the fixed schedule to k = 0, so their
-threshold stays 0 under ``auto``. A threshold other than 0 labels the output ``<sampler>-kmin<k>``
-(``relaxed/jt-kmin19_seed0``), so runs with the paper's rule and with a chosen threshold sit side
-by side in one run directory.
+Only the adaptive methods (``relaxation.methods``: as, jt) stop by a predicted step; itp and ddpm
+follow the fixed schedule to k = 0, so their threshold stays 0 under ``auto``. A threshold other
+than 0 labels the output ``<method>-kmin<k>`` (``RelaxationMethod.label``).
 """
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from .atomic import write_text
+from ..atomic import write_text
+from .methods import method
 
-ADAPTIVE_SAMPLERS = ("as", "jt")
 CALIBRATION_MOLECULES = 500
-LABEL = re.compile(r"^(?P<sampler>[a-z]+)(?:-kmin(?P<k_min>\d+))?$")
-
-
-def sampler_label(sampler: str, k_min: int) -> str:
-    return sampler if k_min == 0 else f"{sampler}-kmin{k_min}"
-
-
-def parse_label(label: str) -> tuple[str, int]:
-    match = LABEL.match(label)
-    if not match:
-        raise ValueError(f"not a relaxation label: {label!r}")
-    return match["sampler"], int(match["k_min"] or 0)
 
 
 def clean_indices(time_model, table: pa.Table, batch_size: int = 250) -> np.ndarray:
     """The time predictor's index k_hat on each (unperturbed) structure of ``table``."""
     import torch
 
-    from .data.batch import collate_arrow
-    from .diffusion.process import remove_mean
+    from ..data.batch import collate_arrow
+    from ..diffusion.process import remove_mean
 
     out = []
     with torch.no_grad():
@@ -63,13 +49,13 @@ def resolve_k_min(setting, sampler: str, time_model_dir, validation: Path, use_e
     with its spread in ``record_file`` (one entry per sampler)."""
     if setting != "auto":
         return int(setting)
-    if sampler not in ADAPTIVE_SAMPLERS:
+    if not method(sampler).adaptive:
         return 0
     if validation is None:
         raise ValueError("relaxation.k_min: auto reads validation structures, but this data source has no "
                          "validation split; give k_min as a number")
-    from .data.store import read_dataset
-    from .train.checkpoint import load_model
+    from ..data.store import read_dataset
+    from ..train.checkpoint import load_model
 
     model = load_model(time_model_dir, use_ema=use_ema)[0].double()
     table = read_dataset(validation, validate=False)[0]

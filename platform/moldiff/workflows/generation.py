@@ -1,5 +1,5 @@
-"""The sample and evaluate stages for de novo generation and property prediction on QM9 (UniGEM,
-its EDM joint-diffusion baseline, and the from-scratch property predictor).
+"""The generation workflow: de novo molecules and property prediction on QM9 (UniGEM, its EDM
+joint-diffusion baseline, and the from-scratch property predictor).
 
     <run_dir>/samples/seed_<s>/          generated molecules (moldiff dataset, variable sizes)
     <run_dir>/samples/seed_<s>.extxyz    the same for viewers
@@ -13,18 +13,20 @@ training mean for every molecule (what a model that learned nothing scores).
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .atomic import temp_sibling, write_text as write_text_atomic
-from .config import ExperimentConfig
-from .data.records import PROPERTY_PREFIX, build_table
-from .data.sources import PreparedData
-from .data.store import Manifest, dataset_exists, positions, read_dataset, write_dataset
+from . import Workflow, register
+from ..atomic import temp_sibling
+from ..config import ExperimentConfig
+from ..data.records import PROPERTY_PREFIX, build_table
+from ..data.sources import PreparedData
+from ..data.store import Manifest, dataset_exists, positions, read_dataset, write_dataset
+from ..data.smiles import training_smiles
+from ..metrics.report import Report, write_results_page
 
 GENERATION_METRICS = ("atom_stability", "molecule_stability", "validity", "uniqueness", "valid_and_unique", "novelty")
 
@@ -60,8 +62,9 @@ def write_molecules(path: Path, molecules: list, cfg: ExperimentConfig, seed: in
 
 def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, run_dir: Path,
                  log: Callable[[str], None] = print) -> None:
-    from .parallel.generation import generate_with_actors
-    from .sampling.ddpm import size_distribution
+    from ..parallel.generation import GeneratorWorker, generate_with_pool
+    from ..parallel.pool import model_pool
+    from ..sampling.ddpm import size_distribution
 
     if cfg.objective.unigem.mode == "predictor":
         log("[sample] the property predictor generates nothing; skipping")
@@ -72,32 +75,18 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
     train, _ = read_dataset(data.train, validate=False)
     import pyarrow.compute as pc
     sizes, probs = size_distribution(pc.list_value_length(train.column("z")).to_numpy())
-    for seed in cfg.sampling.seeds:
-        molecules = generate_with_actors(cfg, str(checkpoint), sizes, probs, seed, log)
-        write_molecules(samples_path(run_dir, seed), molecules, cfg, seed)
-        log(f"[sample] wrote {samples_path(run_dir, seed)} ({len(molecules)} molecules)")
-
-
-def training_smiles(train_path: Path, log) -> set[str]:
-    """SMILES of the training molecules inferred from their geometries (as generated ones are),
-    cached beside the dataset because every run on it needs the same set."""
-    from .metrics.chemistry import smiles_from_structure
-
-    cache = train_path.parent / f"{train_path.name}.smiles.json"
-    if cache.is_file():
-        return set(json.loads(cache.read_text()))
-    table, _ = read_dataset(train_path, validate=False)
-    log(f"[evaluate] inferring SMILES of {table.num_rows} training molecules (once; cached in {cache})")
-    found = {s for z, p in molecules_of(table) if (s := smiles_from_structure(z, p)) is not None}
-    write_text_atomic(cache, json.dumps(sorted(found)))
-    return found
+    with model_pool(cfg, GeneratorWorker, str(checkpoint), cfg.ray.num_sampling_actors) as pool:
+        for seed in cfg.sampling.seeds:
+            molecules = generate_with_pool(pool, cfg, sizes, probs, seed, log)
+            write_molecules(samples_path(run_dir, seed), molecules, cfg, seed)
+            log(f"[sample] wrote {samples_path(run_dir, seed)} ({len(molecules)} molecules)")
 
 
 def property_errors(model, table, normalizer, batch_size: int = 256) -> np.ndarray:
     """|prediction - label| per molecule, in the property's unit: the head at t = 0 on clean coordinates."""
     import torch
 
-    from .data.batch import collate_arrow
+    from ..data.batch import collate_arrow
 
     errors = []
     with torch.no_grad():
@@ -109,78 +98,93 @@ def property_errors(model, table, normalizer, batch_size: int = 256) -> np.ndarr
     return np.concatenate(errors)
 
 
-def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log: Callable[[str], None] = print) -> dict:
-    from .evaluation import summary
-    from .metrics.chemistry import generation_metrics
+def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
+                   log: Callable[[str], None] = print) -> Report:
+    from ..metrics.chemistry import generation_metrics
 
     test, test_manifest = read_dataset(data.reference, validate=False)
-    per_seed, floor = {s: {} for s in cfg.sampling.seeds}, {s: {} for s in cfg.sampling.seeds}
-    n_generated = 0
+    seeds = list(cfg.sampling.seeds)
+    report = Report(cfg.name, cfg.variant, "generation", seeds, n_reference=test.num_rows,
+                    n_train=data.train_manifest.n_molecules,
+                    reference="the QM9 test split (EDM proportions, seeded)",
+                    floor_meaning="generation metrics: equally many QM9 test molecules (what the data itself "
+                                  "scores: the ceiling of stability and validity); property MAE: predicting the "
+                                  "training mean for every molecule (what a model that learned nothing scores)")
     if cfg.objective.unigem.mode != "predictor" and cfg.evaluation.generate:
         known = training_smiles(data.train, log)
         reference = molecules_of(test)
-        for seed in cfg.sampling.seeds:
+        got, data_rows = {}, {}
+        for seed in seeds:
             path = samples_path(run_dir, seed)
             if not dataset_exists(path):
                 raise FileNotFoundError(f"{path}: no samples for seed {seed}; run the 'sample' stage first")
             table, manifest = read_dataset(path)
             lost = int(manifest.generator.get("n_nonfinite", 0))
             molecules = molecules_of(table) + [(np.ones(1, int), np.full((1, 3), np.nan))] * lost
-            n_generated = len(molecules)
-            got = generation_metrics(molecules, known)
+            report.n_samples = report.n_noise_floor_set = len(molecules)
+            got[seed] = generation_metrics(molecules, known)
             pick = np.random.default_rng(seed).permutation(len(reference))[:len(molecules)]
-            data_row = generation_metrics([reference[i] for i in pick], known)
-            for name in GENERATION_METRICS:
-                per_seed[seed][name], floor[seed][name] = got[name], data_row[name]
-            log(f"[evaluate] seed {seed}: " + ", ".join(f"{k} {got[k]:.3f}" for k in GENERATION_METRICS))
+            data_rows[seed] = generation_metrics([reference[i] for i in pick], known)
+            log(f"[evaluate] seed {seed}: " + ", ".join(f"{k} {got[seed][k]:.3f}" for k in GENERATION_METRICS))
+        for name in GENERATION_METRICS:
+            report.add(name, [got[s][name] for s in seeds], [data_rows[s][name] for s in seeds])
     mae_line = ""
     if (prop := _trained_property(cfg)) is not None:
-        from .train.checkpoint import load_model
-        from .data.normalization import PropertyNormalizer
+        from ..data.normalization import PropertyNormalizer
+        from ..train.checkpoint import load_model
 
         model, _, meta = load_model(run_dir / "checkpoints" / "final", use_ema=cfg.sampling.use_ema)
         normalizer = PropertyNormalizer.from_dict(meta.get("property_normalizer") or {}, str(run_dir / "checkpoints"))
+        unit = test_manifest.properties.get(prop)
         scores = {}
-        for split, path in (("val_", data.validation), ("", data.reference)):
-            table = test if split == "" else read_dataset(path, validate=False)[0]
+        for split, table in (("test", test), ("val", read_dataset(data.validation, validate=False)[0])):
             errors = property_errors(model, table, normalizer)
             trivial = float(np.abs(table.column(PROPERTY_PREFIX + prop).to_numpy() - normalizer.mean).mean())
-            scores[f"{split}{prop}_mae"] = (float(errors.mean()), trivial, len(errors))
-        for seed in cfg.sampling.seeds:     # deterministic: the same value for every seed
-            for name, (value, trivial, _) in scores.items():
-                per_seed[seed][name], floor[seed][name] = value, trivial
-        mae, trivial, n = scores[f"{prop}_mae"]
+            scores[split] = (float(errors.mean()), trivial, len(errors))
+        # deterministic: the same value for every sampling seed
+        for split, key in (("test", f"{prop}_mae"), ("val", f"val_{prop}_mae")):
+            value, trivial, _ = scores[split]
+            report.add(key, [value] * len(seeds), [trivial] * len(seeds), unit=unit, metric=f"{prop}_mae", split=split)
+        mae, trivial, n = scores["test"]
         mae_line = (f"{prop} MAE on {n} test molecules: {mae:.4g} {normalizer.unit} (predicting the training "
-                    f"mean: {trivial:.4g}); validation {scores[f'val_{prop}_mae'][0]:.4g}")
+                    f"mean: {trivial:.4g}); validation {scores['val'][0]:.4g}")
         log(f"[evaluate] {mae_line}")
-    names = list(per_seed[cfg.sampling.seeds[0]])
-    metrics = {
-        "experiment": cfg.name, "variant": cfg.variant, "seeds": list(cfg.sampling.seeds),
-        "n_samples": n_generated, "n_reference": test.num_rows, "n_noise_floor_set": n_generated,
-        "n_train": data.train_manifest.n_molecules,
-        "reference_split": "QM9 test split (EDM proportions, seeded); noise floor: equally many test molecules "
-                           "(generation metrics) / predicting the training mean (MAE)",
-        "units": {f"{split}{prop}_mae": test_manifest.properties.get(prop) for split in ("", "val_")} if prop else {},
-        "metrics": {m: summary([per_seed[s][m] for s in cfg.sampling.seeds]) for m in names},
-        "noise_floor": {m: summary([floor[s][m] for s in cfg.sampling.seeds]) for m in names},
-        "train_set": {m: float(np.mean([floor[s][m] for s in cfg.sampling.seeds])) for m in names},
-    }
-    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    table = results_table(metrics)
-    write_text_atomic(run_dir / "results.md", f"# {cfg.name}\n\n{cfg.description}\n\n{n_generated} generated "
-                      f"molecules per seed, seeds {metrics['seeds']}. {mae_line}\n\n{table}\n")
+    report.write(run_dir)
+    table = write_results_page(report, run_dir, cfg.description, mae_line, sample_title="model",
+                               floor_title="QM9 test molecules / training mean")
     log(f"[evaluate] results ({run_dir / 'results.md'}):\n{table}")
-    return metrics
+    return report
 
 
 def _trained_property(cfg: ExperimentConfig):
-    from .train.trainer import trained_property
+    from ..train.trainer import trained_property
     return trained_property(cfg)
 
 
-def results_table(metrics: dict) -> str:
-    lines = ["| metric | model (mean ± std over seeds) | QM9 test molecules / training mean |", "|---|---|---|"]
-    for name, s in metrics["metrics"].items():
-        f = metrics["noise_floor"][name]
-        lines.append(f"| {name} | {s['mean']:.4f} ± {s['std']:.4f} | {f['mean']:.4f} |")
-    return "\n".join(lines)
+class Generation(Workflow):
+    name = "generation"
+    summary = "molecules of any composition (QM9): generation in actors; stability, validity, property MAE"
+
+    def check(self, cfg) -> list[str]:
+        problems = []
+        if cfg.data.source != "qm9":
+            problems.append(f"the generation workflow reads QM9 (data.source qm9), got '{cfg.data.source}'")
+        if cfg.objective.name != "unigem":
+            problems.append(f"objective.name '{cfg.objective.name}' does not fit the generation workflow (QM9 "
+                            "generation trains unigem with model.backbone branched_egnn; relaxation morered / "
+                            "force_field with painn)")
+        if cfg.simulation.enabled:
+            problems.append("simulation with learned forces is implemented for state-vector systems only")
+        if cfg.data.source == "qm9" and cfg.data.qm9.gfn2_labels is not None and cfg.objective.name != "force_field":
+            problems.append("data.qm9.gfn2_labels are force-field training labels: only objective.name force_field "
+                            "uses them")
+        return problems
+
+    def sample(self, cfg, data, checkpoint, run_dir, log) -> None:
+        sample_stage(cfg, data, checkpoint, run_dir, log)
+
+    def evaluate(self, cfg, data, run_dir, log) -> Report:
+        return evaluate_stage(cfg, data, run_dir, log)
+
+
+register(Generation())

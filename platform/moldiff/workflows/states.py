@@ -1,6 +1,6 @@
-"""The sample and evaluate stages for state-vector systems (Müller-Brown): iid samples by reverse
-diffusion and Langevin simulation with the learned forces, judged the same way, so that their
-consistency is one comparison.
+"""The states workflow, for state-vector systems (Müller-Brown, coarse-grained alanine dipeptide):
+iid samples by reverse diffusion and Langevin simulation with the learned forces, judged the same
+way, so that their consistency is one comparison.
 
     <run_dir>/samples/seed_<s>/iid/       iid samples (vector dataset)
     <run_dir>/samples/seed_<s>/sim/       simulation frames, chain by chain (group = chain)
@@ -15,21 +15,22 @@ metric for an equally large subset of the (independent, unbiased) training set.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .atomic import write_text as write_text_atomic
-from .config import ExperimentConfig
-from .data.sources import PreparedData
-from .data.store import Manifest, dataset_exists
-from .data.vectors import build_vector_table, read_states, write_vector_dataset
-from .metrics.free_energy import DIHEDRAL_LIMITS, MULLER_BROWN_LIMITS, js_divergence, pmf_error
-from .physics import muller_brown as mb
+from . import Workflow, register
+from ..config import ExperimentConfig
+from ..data.sources import PreparedData
+from ..data.store import Manifest, dataset_exists
+from ..data.vectors import build_vector_table, read_states, write_vector_dataset
+from ..metrics.free_energy import DIHEDRAL_LIMITS, MULLER_BROWN_LIMITS, js_divergence, pmf_error
+from ..metrics.report import Report, write_results_page
+from ..physics import muller_brown as mb
 
 MODES = ("iid", "sim")
+BACKBONES = ("mlp", "graph_transformer")
 
 
 def _path(run_dir: Path, seed: int, mode: str) -> Path:
@@ -54,12 +55,20 @@ def _write_states(path: Path, x: np.ndarray, cfg: ExperimentConfig, data: Prepar
 
 def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, run_dir: Path,
                  log: Callable[[str], None] = print) -> None:
-    from .parallel.vector_sampling import sample_states, simulate_states
+    from ..parallel.pool import model_pool
+    from ..parallel.vector_sampling import StateWorker, pool_size
+
+    with model_pool(cfg, StateWorker, str(checkpoint), pool_size(cfg)) as pool:
+        _sample(pool, cfg, data, run_dir, log)
+
+
+def _sample(pool, cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log) -> None:
+    from ..parallel.vector_sampling import sample_states, simulate_states
 
     train, manifest, _ = read_states(data.train)
     dim = train.shape[1]
     for seed in cfg.sampling.seeds:
-        x = sample_states(cfg, str(checkpoint), dim, seed, log)
+        x = sample_states(pool, cfg, dim, seed, log)
         _write_states(_path(run_dir, seed, "iid"), x, cfg, data, "iid", seed)
         log(f"[sample] wrote {_path(run_dir, seed, 'iid')}")
         if not cfg.simulation.enabled:
@@ -70,8 +79,7 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
         rng = np.random.default_rng(np.random.SeedSequence([seed, 2]).generate_state(1)[0])
         starts = train[rng.choice(len(train), cfg.simulation.n_chains, replace=False)]
         masses = cfg.simulation.mass or manifest.generator.get("masses") or 1.0
-        frames = simulate_states(cfg, str(checkpoint), starts, kT, masses, seed,
-                                 run_dir / "simulation" / f"seed_{seed}", log)
+        frames = simulate_states(pool, cfg, starts, kT, masses, seed, run_dir / "simulation" / f"seed_{seed}", log)
         chains = frames.transpose(1, 0, 2)                               # chain by chain
         _write_states(_path(run_dir, seed, "sim"), chains.reshape(-1, dim), cfg, data, "sim", seed,
                       group=np.repeat(np.arange(chains.shape[0]), chains.shape[1]))
@@ -81,7 +89,7 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
 def projection(cfg: ExperimentConfig):
     """(states [n, D] -> [n, 2], PMF limits, axis names) of the system."""
     if cfg.data.source == "alanine":
-        from .physics.alanine import backbone_dihedrals
+        from ..physics.alanine import backbone_dihedrals
 
         def phi_psi(x):
             return backbone_dihedrals(np.asarray(x).reshape(len(x), -1, 3))
@@ -102,17 +110,18 @@ def _judge(cfg: ExperimentConfig, x: np.ndarray, reference: np.ndarray) -> dict:
     return out
 
 
-def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log: Callable[[str], None] = print) -> dict:
-    from .evaluation import results_table, summary
-    from .plots import plot_free_energy_maps
+def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
+                   log: Callable[[str], None] = print) -> Report:
+    from ..plots import plot_free_energy_maps
 
     reference, ref_manifest, _ = read_states(data.reference)
     train, _, _ = read_states(data.train)
     modes = [m for m in MODES if dataset_exists(_path(run_dir, cfg.sampling.seeds[0], m))]
     if not modes:
         raise FileNotFoundError(f"{run_dir / 'samples'}: no samples; run the 'sample' stage first")
+    seeds = list(cfg.sampling.seeds)
     per_seed, floor, sizes, pooled = {}, {}, {}, {m: [] for m in modes}
-    for seed in cfg.sampling.seeds:
+    for seed in seeds:
         per_seed[seed], floor[seed] = {}, {}
         for mode in modes:
             x, manifest, _ = read_states(_path(run_dir, seed, mode))
@@ -121,36 +130,32 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
             pooled[mode].append(x)
             subset = train[np.random.default_rng(seed).permutation(len(train))[:len(x)]]
             for name, value in _judge(cfg, x, reference).items():
-                per_seed[seed][f"{mode}_{name}"] = value
+                per_seed[seed][(mode, name)] = value
             for name, value in _judge(cfg, subset, reference).items():
-                floor[seed][f"{mode}_{name}"] = value
-            per_seed[seed][f"{mode}_diverged_fraction"] = n_bad / (len(x) + n_bad)
-            floor[seed][f"{mode}_diverged_fraction"] = 0.0
+                floor[seed][(mode, name)] = value
+            per_seed[seed][(mode, "diverged_fraction")] = n_bad / (len(x) + n_bad)
+            floor[seed][(mode, "diverged_fraction")] = 0.0
         if len(modes) == 2:
             for name in ("js", "pmf"):
-                per_seed[seed][f"gap_{name}"] = abs(per_seed[seed][f"sim_{name}"] - per_seed[seed][f"iid_{name}"])
-                floor[seed][f"gap_{name}"] = 0.0
-        log(f"[evaluate] seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in per_seed[seed].items()
-                                                      if k.endswith(("_js", "_pmf"))))
-    names = list(per_seed[cfg.sampling.seeds[0]])
+                per_seed[seed][("gap", name)] = abs(per_seed[seed][("sim", name)] - per_seed[seed][("iid", name)])
+                floor[seed][("gap", name)] = 0.0
+        log(f"[evaluate] seed {seed}: " + ", ".join(f"{mode}_{name} {v:.4f}" for (mode, name), v in per_seed[seed].items()
+                                                      if name in ("js", "pmf")))
     train_set = _judge(cfg, train, reference)
-    metrics = {
-        "experiment": cfg.name, "variant": cfg.variant, "seeds": list(cfg.sampling.seeds),
-        "n_samples": sizes.get("iid", 0), "n_simulation_frames": sizes.get("sim", 0),
-        "n_reference": len(reference), "n_noise_floor_set": sizes.get("iid", 0), "n_train": len(train),
-        "reference_split": "independent reference run (own seed stream) vs samples; floor: equally many "
-                           "frames of the independent training run",
-        "units": ref_manifest.units,
-        "metrics": {m: summary([per_seed[s][m] for s in cfg.sampling.seeds]) for m in names},
-        "noise_floor": {m: summary([floor[s][m] for s in cfg.sampling.seeds]) for m in names},
-        "train_set": {m: float(train_set.get(m.split("_", 1)[1], 0.0)) if m.startswith(MODES) else 0.0
-                      for m in names},
-    }
+    report = Report(cfg.name, cfg.variant, "states", seeds, n_samples=sizes.get("iid", 0),
+                    n_reference=len(reference), n_noise_floor_set=sizes.get("iid", 0), n_train=len(train),
+                    reference="an independent reference run (its own seed stream)",
+                    floor_meaning="the same metric for equally many frames of the independent training run",
+                    context={"units": ref_manifest.units, "n_simulation_frames": sizes.get("sim", 0)})
+    for mode, name in per_seed[seeds[0]]:
+        # the training set's own value is defined for the metrics of a state set, not for gaps or divergence
+        own = train_set.get(name) if mode in MODES else None
+        report.add(f"{mode}_{name}", [per_seed[s][(mode, name)] for s in seeds], [floor[s][(mode, name)] for s in seeds],
+                   own, metric=name, mode=mode)
     if cfg.data.source == "muller_brown":
-        metrics["exact_populations"] = mb.exact_populations(cfg.data.muller_brown.kT)
-    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    table = results_table(metrics)
-    write_text_atomic(run_dir / "results.md", f"# {cfg.name}\n\n{cfg.description}\n\n{table}\n")
+        report.context["exact_populations"] = mb.exact_populations(cfg.data.muller_brown.kT)
+    report.write(run_dir)
+    table = write_results_page(report, run_dir, cfg.description)
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
     project, limits, axes = projection(cfg)
@@ -158,4 +163,32 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log
     plot_free_energy_maps(plots / "free_energy.png", sets, limits, axes=axes,
                           title=f"{cfg.name} ({cfg.variant})")
     log(f"[evaluate] results ({run_dir / 'results.md'}):\n{table}")
-    return metrics
+    return report
+
+
+class States(Workflow):
+    name = "states"
+    summary = "state vectors: iid samples and Langevin simulation with the learned forces; JS, PMF error"
+
+    def check(self, cfg) -> list[str]:
+        problems = []
+        if not cfg.data.is_vector_system or cfg.model.backbone not in BACKBONES:
+            problems.append(f"model.backbone '{cfg.model.backbone}' does not fit data.source '{cfg.data.source}' "
+                            f"in the states workflow (state vectors use {' or '.join(BACKBONES)}; molecules egnn "
+                            "or e3nn)")
+        if cfg.model.backbone == "graph_transformer" and cfg.data.source == "muller_brown":
+            problems.append("model.backbone graph_transformer needs particles (3-D coordinates); Müller-Brown "
+                            "states are 2-D points: use mlp")
+        if cfg.objective.name != "fokker_planck":
+            problems.append(f"objective.name '{cfg.objective.name}' does not fit data.source '{cfg.data.source}' "
+                            "(the states workflow trains fokker_planck, alpha 0 for plain DSM)")
+        return problems
+
+    def sample(self, cfg, data, checkpoint, run_dir, log) -> None:
+        sample_stage(cfg, data, checkpoint, run_dir, log)
+
+    def evaluate(self, cfg, data, run_dir, log) -> Report:
+        return evaluate_stage(cfg, data, run_dir, log)
+
+
+register(States())

@@ -1,0 +1,89 @@
+"""Every relaxation method moldiff has, registered once: the config's choices, the pipeline's
+dispatch, the threshold rule, output labels and the results pages all derive from this table.
+
+A method is one of three engines:
+  reverse_diffusion  MoreRed's samplers on a trained MoreRed network (sampling.relax, continuous batching)
+  force_field        batched FIRE on a learned force field's forces (sampling.fire)
+  classical          a force field that needs no trained model (RDKit MMFF94, on the CPU)
+
+Output label: the method's name, or ``<name>-kmin<k>`` when an adaptive method ran with a
+convergence threshold k > 0 (``relaxed/jt-kmin19_seed0``), so runs with the paper's rule and with a
+chosen threshold sit side by side in one run directory.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class RelaxationMethod:
+    name: str                      # the config value (relaxation.samplers) and the label's stem
+    title: str                     # how results pages name it
+    engine: str                    # reverse_diffusion | force_field | classical
+    objective: Optional[str]       # the objective whose trained model it runs (None: needs no model)
+    model_kinds: tuple[str, ...] = ()   # reverse_diffusion: the MoreRed network kinds that can run it
+    adaptive: bool = False         # stops when the predicted step reaches k_min (the threshold applies)
+    time_model: bool = False       # with a noise-only network it needs a separate time predictor (relaxation.time_run)
+    on_gpu: bool = True            # runs a model on the actor's device; False: CPU-only (RDKit)
+    baseline: bool = False         # a classical or learned force-field reference, not MoreRed
+
+    def label(self, k_min: int) -> str:
+        return self.name if k_min == 0 else f"{self.name}-kmin{k_min}"
+
+    def display(self, k_min: int = 0) -> str:
+        return self.title + (f" (k_min {k_min})" if k_min else "")
+
+
+METHODS: dict[str, RelaxationMethod] = {m.name: m for m in (
+    RelaxationMethod("itp", "MoreRed-ITP", "reverse_diffusion", "morered", ("noise", "joint"), time_model=True),
+    RelaxationMethod("as", "MoreRed-AS", "reverse_diffusion", "morered", ("noise", "joint"), adaptive=True,
+                     time_model=True),
+    RelaxationMethod("jt", "MoreRed-JT", "reverse_diffusion", "morered", ("joint",), adaptive=True),
+    RelaxationMethod("ddpm", "DDPM (fixed schedule)", "reverse_diffusion", "morered", ("noise", "joint")),
+    RelaxationMethod("fire", "PaiNN force field + FIRE", "force_field", "force_field", baseline=True),
+    RelaxationMethod("mmff", "MMFF94 (RDKit)", "classical", None, on_gpu=False, baseline=True),
+)}
+
+REVERSE_DIFFUSION = tuple(n for n, m in METHODS.items() if m.engine == "reverse_diffusion")
+ADAPTIVE = tuple(n for n, m in METHODS.items() if m.adaptive)
+_LABEL = re.compile(rf"^(?P<name>{'|'.join(METHODS)})(?:-kmin(?P<k_min>\d+))?$")
+
+
+def method(name: str) -> RelaxationMethod:
+    if name not in METHODS:
+        raise ValueError(f"unknown relaxation method {name!r}; methods: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def parse_label(label: str) -> tuple[str, int]:
+    """``jt-kmin19`` -> ("jt", 19); ``itp`` -> ("itp", 0)."""
+    match = _LABEL.match(label)
+    if not match:
+        raise ValueError(f"not a relaxation label: {label!r} (methods: {', '.join(METHODS)})")
+    return match["name"], int(match["k_min"] or 0)
+
+
+def display_label(label: str) -> str:
+    name, k_min = parse_label(label)
+    return METHODS[name].display(k_min)
+
+
+def label_order(label: str) -> tuple[int, int]:
+    """Sort key: registry order, then threshold."""
+    name, k_min = parse_label(label)
+    return list(METHODS).index(name), k_min
+
+
+def incompatibility(name: str, objective: str, model_kind: Optional[str]) -> Optional[str]:
+    """Why ``name`` cannot relax with a model trained for ``objective`` (``model_kind``: the MoreRed
+    network kind), or None."""
+    m = method(name)
+    if m.objective is None:
+        return None
+    if m.objective != objective:
+        return f"{name} runs a {m.objective} model, this run trains {objective}"
+    if m.model_kinds and model_kind not in m.model_kinds:
+        return f"{name} needs a MoreRed network of kind {' or '.join(m.model_kinds)} (this run's is {model_kind})"
+    return None
