@@ -174,10 +174,10 @@ class TrainSetConfig(_Section):
     )
 
 
-# every data source and the workflow its runs use unless the objective or the config names another
-# (molecules: fixed composition; states: flat state vectors; generation: molecules of any composition)
+# every data source and the kind of data it gives (molecules: one composition, e.g. LJ clusters or one
+# molecule's trajectory; states: flat state vectors; compositions: molecules of many compositions)
 SOURCE_KINDS = {"lj": "molecules", "npz": "molecules", "parquet": "molecules", "xtb_md": "molecules",
-                "muller_brown": "states", "alanine": "states", "qm9": "generation"}
+                "muller_brown": "states", "alanine": "states", "qm9": "compositions"}
 
 
 class DataConfig(_Section):
@@ -355,30 +355,26 @@ class MoreRedConfig(_Section):
 
 
 class ObjectiveConfig(_Section):
-    name: Literal["dsm", "psm", "fokker_planck", "unigem", "morered", "force_field"] = Field(
-        "dsm", description="dsm: w = 0; psm: force weight from objective.psm; fokker_planck: DSM + alpha FP "
-        "on state vectors (objective.fokker_planck); unigem: QM9 generation and property prediction "
-        "(objective.unigem); morered: relaxation by reverse diffusion with time-step prediction "
-        "(objective.morered); force_field: energy and force matching on GFN2-xTB labels (the relaxation "
-        "baseline, objective.force_field)")
+    name: str = Field(
+        "dsm", description="a registered objective (moldiff.objectives.registry): dsm: w = 0; psm: force weight "
+        "from objective.psm; fokker_planck: DSM + alpha FP on state vectors (objective.fokker_planck); unigem: "
+        "QM9 generation and property prediction (objective.unigem); morered: relaxation by reverse diffusion with "
+        "time-step prediction (objective.morered); force_field: energy and force matching on GFN2-xTB labels "
+        "(the relaxation baseline, objective.force_field); or one registered outside the package")
     psm: PSMConfig = PSMConfig()
     fokker_planck: FokkerPlanckConfig = FokkerPlanckConfig()
     unigem: UniGEMConfig = UniGEMConfig()
     morered: MoreRedConfig = MoreRedConfig()
     force_field: ForceFieldConfig = ForceFieldConfig()
+    options: dict[str, Any] = Field(default_factory=dict, description="settings of an objective registered "
+                                    "outside the package (validated by its spec's settings model)")
 
     @property
     def variant(self) -> str:
-        """The name results use: dsm, piecewise, piecewise_weighted, force_only."""
-        if self.name == "fokker_planck":
-            return "fokker_planck" if self.fokker_planck.alpha > 0 else "diffusion"
-        if self.name == "unigem":
-            return self.unigem.mode
-        if self.name == "morered":
-            return f"morered_{self.morered.kind}"
-        if self.name == "force_field":
-            return "force_field"
-        return "dsm" if self.name == "dsm" else self.psm.weighting
+        """The name results use (dsm, piecewise, piecewise_weighted, fokker_planck, ...): the objective's own rule."""
+        from .objectives.registry import OBJECTIVES
+        spec = OBJECTIVES.get(self.name)
+        return spec.variant_of(self) if spec is not None else self.name
 
 
 class TrainingConfig(_Section):

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .atomic import write_text
 from .config import ConfigError, ExperimentConfig, absolute_paths, apply_overrides, load_raw, validate_config
+from .plugins import registered as registered_plugins
 
 
 class _Spec(BaseModel):
@@ -194,12 +195,14 @@ def grid_points(spec: SweepSpec) -> list[dict]:
     return points
 
 
-def _trial(params: dict, base: dict, spec_raw: dict, output_dir: str) -> None:
+def _trial(params: dict, base: dict, spec_raw: dict, output_dir: str, plugins: dict | None = None) -> None:
     """One Tune trial: train in stages, after each sample + evaluate + report."""
     from ray import tune
 
     from .experiment import run_experiment
+    from .plugins import install
 
+    install(plugins)                       # objectives registered outside the package, in the driver
     spec = SweepSpec.model_validate(spec_raw)
     name = trial_name(spec, params, tune.get_context().get_trial_id())
     cfg = trial_config(base, spec, params, name, Path(output_dir))
@@ -302,7 +305,8 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
         list(pool.map(lambda d: prepare_data(d, log), distinct.values()))
 
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=base, spec_raw=spec.model_dump(mode="json"), output_dir=str(out)),
+        tune.with_parameters(_trial, base=base, spec_raw=spec.model_dump(mode="json"), output_dir=str(out),
+                             plugins=registered_plugins()),
         trial_resources(spec))
     scheduler = None
     if spec.scheduler is not None:

@@ -43,6 +43,10 @@ def mlp(hidden: int, out: int) -> nn.Sequential:
 
 
 class MoleculeGenerator(nn.Module):
+    # DDP: a batch that lies all on one side of the nucleation step leaves a branch (and the heads
+    # of the other phase) without gradients
+    ddp_kwargs = {"find_unused_parameters": True}
+
     def __init__(self, backbone: BranchedEGNN, schedule: PolynomialSchedule, mode: str = "unigem",
                  nucleation_step: int = 10, elements=QM9_ELEMENTS, type_scale: float = 0.25,
                  predict_types: bool = True, predict_property: bool = True):

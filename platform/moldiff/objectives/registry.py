@@ -1,11 +1,14 @@
 """Config -> objective. Every objective is registered once here, as an :class:`ObjectiveSpec`: how
-to build it, the workflow its runs use when that is not the data source's own, and the config
-combinations it cannot train. A new objective is one module plus an entry in ``OBJECTIVES``.
+to build it, the kind of data it trains on, the workflow its runs use when that is not the data
+source's own, the config combinations it cannot train, what it needs from the training split
+before training (``training_extras``, stored in the loop config and the checkpoint) and the name
+results give it. A new objective is one module plus an entry in ``OBJECTIVES`` (or, from outside
+the package, :func:`register_objective`); see docs/extending.md.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from ..config import ExperimentConfig
 from ..diffusion.schedules import build_schedule
@@ -13,16 +16,62 @@ from .fokker_planck import FokkerPlanckDSM, FokkerPlanckSettings
 from .score_matching import ForceWeight, ScoreMatching
 
 
+def _no_extras(cfg, data) -> dict:
+    return {}
+
+
+def _nothing_to_prepare(model, extras: dict) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class ObjectiveSpec:
     name: str
-    # (cfg, dataset_kT, normalizer) -> objective(model, batch, generator) -> (loss, logs)
-    build: Callable[[ExperimentConfig, Optional[float], object], Callable]
+    # (cfg, dataset_kT, extras) -> objective(model, batch, generator) -> (loss, logs)
+    build: Callable[[ExperimentConfig, Optional[float], dict], Callable]
+    # the kinds of data it trains on (config.SOURCE_KINDS values: molecules of one composition,
+    # states (flat state vectors), compositions (molecules of many compositions))
+    trains_on: tuple[str, ...] = ("molecules",)
     workflow: Optional[str] = None         # None: the data source's own workflow
     checks: tuple[Callable[[ExperimentConfig], Optional[str]], ...] = field(default_factory=tuple)
+    # driver side, before training: JSON-able values the objective needs from the training split;
+    # they travel in the loop config and are saved in every checkpoint's meta.json
+    training_extras: Callable[[ExperimentConfig, Any], dict] = _no_extras
+    # worker side, after the model is built: put the extras into it (e.g. reference energies)
+    prepare_model: Callable[[Any, dict], None] = _nothing_to_prepare
+    # the name results use for this configuration of the objective (default: its name)
+    variant: Optional[Callable[[Any], str]] = None
+    # objectives registered outside the package: a pydantic model that validates objective.options
+    settings: Optional[type] = None
 
     def problems(self, cfg: ExperimentConfig) -> list[str]:
-        return [p for check in self.checks if (p := check(cfg))]
+        from ..config import SOURCE_KINDS
+
+        kind = SOURCE_KINDS[cfg.data.source]
+        if kind not in self.trains_on:
+            return [f"objective.name '{self.name}' does not fit data.source '{cfg.data.source}' ({self.name} trains "
+                    f"on {' or '.join(self.trains_on)} data; this source is {kind})"]
+        problems = []
+        if self.settings is not None:
+            from pydantic import ValidationError
+            try:
+                self.settings.model_validate(cfg.objective.options)
+            except ValidationError as err:
+                problems += [f"objective.options.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+        elif cfg.objective.options:
+            problems.append(f"objective.options: {self.name} takes no options (its settings are objective.{self.name})")
+        return problems + [p for check in self.checks if (p := check(cfg))]
+
+    def options(self, cfg: ExperimentConfig):
+        """``objective.options`` validated by ``settings`` (objectives registered outside the package)."""
+        return self.settings.model_validate(cfg.objective.options) if self.settings is not None else None
+
+    def properties(self, extras: dict) -> list[str]:
+        """Per-molecule labels the objective regresses (collated into every batch)."""
+        return list(extras.get("properties") or [])
+
+    def variant_of(self, objective_cfg) -> str:
+        return self.variant(objective_cfg) if self.variant is not None else self.name
 
 
 # ------------------------------------------------------------------------------------ settings
@@ -63,18 +112,21 @@ def unigem_settings(cfg: ExperimentConfig):
 # ------------------------------------------------------------------------------------ builders
 
 
-def _score_matching(cfg, dataset_kT, normalizer):
+def _score_matching(cfg, dataset_kT, extras):
     kT = cfg.objective.psm.kT if cfg.objective.psm.kT is not None else dataset_kT
     return ScoreMatching(build_schedule(cfg.diffusion), force_weight(cfg), kT)
 
 
-def _fokker_planck(cfg, dataset_kT, normalizer):
+def _fokker_planck(cfg, dataset_kT, extras):
     return FokkerPlanckDSM(build_schedule(cfg.diffusion), fokker_planck_settings(cfg))
 
 
-def _unigem(cfg, dataset_kT, normalizer):
+def _unigem(cfg, dataset_kT, extras):
+    from ..data.normalization import PropertyNormalizer
     from .unigem import UniGEMObjective
     u = cfg.objective.unigem
+    normalizer = extras.get("property_normalizer")
+    normalizer = None if normalizer is None else PropertyNormalizer.from_dict(normalizer, "training extras")
     needs_property = u.mode == "predictor" or (u.mode == "unigem" and u.property is not None)
     if needs_property and u.property is None:
         raise ValueError("objective.unigem.mode predictor needs objective.unigem.property")
@@ -82,16 +134,60 @@ def _unigem(cfg, dataset_kT, normalizer):
                            normalizer if needs_property else None)
 
 
-def _morered(cfg, dataset_kT, normalizer):
+def _morered(cfg, dataset_kT, extras):
     from .morered import MoreRedObjective
     mr = cfg.objective.morered
     return MoreRedObjective(build_schedule(cfg.diffusion), mr.kind, mr.eta, mr.t_max)
 
 
-def _force_field(cfg, dataset_kT, normalizer):
+def _force_field(cfg, dataset_kT, extras):
     from .force_matching import ForceMatching
     ff = cfg.objective.force_field
     return ForceMatching(ff.energy_weight, ff.force_weight)
+
+
+# ------------------------------------------------------------------------- from the training split
+
+
+def trained_property(cfg: ExperimentConfig) -> Optional[str]:
+    """The property a UniGEM model's head regresses (UniGEM and the predictor), or None."""
+    u = cfg.objective.unigem
+    if cfg.objective.name != "unigem" or u.mode == "joint":
+        return None
+    return u.property
+
+
+def _unigem_extras(cfg, data) -> dict:
+    """Mean and MAD of the trained property on the training split."""
+    from ..data.normalization import PropertyNormalizer
+    from ..data.records import PROPERTY_PREFIX, DatasetError
+    from ..data.store import read_dataset
+
+    name = trained_property(cfg)
+    if name is None:
+        return {}
+    table, manifest = read_dataset(data.train, validate=False)
+    column = PROPERTY_PREFIX + name
+    if column not in table.column_names:
+        raise DatasetError(f"{data.train}: no property '{name}' (column {column}); it has "
+                           f"{sorted(manifest.properties)}")
+    normalizer = PropertyNormalizer.from_values(name, manifest.properties.get(name, ""), table.column(column).to_numpy())
+    return {"property_normalizer": normalizer.to_dict(), "properties": [name]}
+
+
+def _force_field_extras(cfg, data) -> dict:
+    """Per-element energies fitted to the training labels (the model learns the rest)."""
+    from ..data.store import read_dataset
+    from ..models.force_field import element_reference_energies
+    table, _ = read_dataset(data.train, validate=False)
+    return {"element_reference": element_reference_energies(
+        table.column("z").to_pylist(), table.column("energy").to_numpy(), cfg.model.max_atomic_number).tolist()}
+
+
+def _set_reference_energies(model, extras: dict) -> None:
+    import torch
+    if extras.get("element_reference") is not None:
+        model.reference.copy_(torch.tensor(extras["element_reference"], dtype=torch.float64))
 
 
 # -------------------------------------------------------------------------------------- checks
@@ -129,14 +225,28 @@ def _gfn2_labels(cfg):
 
 
 OBJECTIVES: dict[str, ObjectiveSpec] = {s.name: s for s in (
-    ObjectiveSpec("dsm", _score_matching),
-    ObjectiveSpec("psm", _score_matching),
-    ObjectiveSpec("fokker_planck", _fokker_planck, checks=(_fp_term_needs_energy,)),
-    ObjectiveSpec("unigem", _unigem, "generation", (_needs_backbone("branched_egnn"), _discrete_diffusion,
-                                                    _nucleation_below_T)),
-    ObjectiveSpec("morered", _morered, "relaxation", (_needs_backbone("painn"), _discrete_diffusion)),
-    ObjectiveSpec("force_field", _force_field, "relaxation", (_needs_backbone("painn"), _gfn2_labels)),
+    ObjectiveSpec("dsm", _score_matching, variant=lambda o: "dsm"),
+    ObjectiveSpec("psm", _score_matching, variant=lambda o: o.psm.weighting),
+    ObjectiveSpec("fokker_planck", _fokker_planck, ("states",), checks=(_fp_term_needs_energy,),
+                  variant=lambda o: "fokker_planck" if o.fokker_planck.alpha > 0 else "diffusion"),
+    ObjectiveSpec("unigem", _unigem, ("compositions",), "generation",
+                  (_needs_backbone("branched_egnn"), _discrete_diffusion, _nucleation_below_T),
+                  training_extras=_unigem_extras, variant=lambda o: o.unigem.mode),
+    ObjectiveSpec("morered", _morered, ("compositions",), "relaxation", (_needs_backbone("painn"), _discrete_diffusion),
+                  variant=lambda o: f"morered_{o.morered.kind}"),
+    ObjectiveSpec("force_field", _force_field, ("compositions",), "relaxation", (_needs_backbone("painn"), _gfn2_labels),
+                  training_extras=_force_field_extras, prepare_model=_set_reference_energies),
 )}
+
+
+BUILTIN_OBJECTIVES = frozenset(OBJECTIVES)
+
+
+def register_objective(spec: ObjectiveSpec) -> ObjectiveSpec:
+    """Add an objective from outside the package (a plug-in module, a test): its name becomes a
+    valid ``objective.name``. Registering a name twice replaces the first."""
+    OBJECTIVES[spec.name] = spec
+    return spec
 
 
 def objective_spec(name: str) -> ObjectiveSpec:
@@ -145,7 +255,7 @@ def objective_spec(name: str) -> ObjectiveSpec:
     return OBJECTIVES[name]
 
 
-def build_objective(cfg: ExperimentConfig, dataset_kT: Optional[float] = None, normalizer=None):
+def build_objective(cfg: ExperimentConfig, dataset_kT: Optional[float] = None, extras: Optional[dict] = None):
     """``dataset_kT``: kT of the training set's manifest, used unless ``objective.psm.kT`` is set;
-    ``normalizer``: the property normaliser of the training split (unigem with a property)."""
-    return objective_spec(cfg.objective.name).build(cfg, dataset_kT, normalizer)
+    ``extras``: what the objective's ``training_extras`` took from the training split."""
+    return objective_spec(cfg.objective.name).build(cfg, dataset_kT, extras or {})

@@ -30,11 +30,14 @@ class ModelWorker:
     """An actor that loads a checkpoint's model once, onto its GPU with ``ray.use_gpu`` (an error
     if it sees none), else the CPU. Subclasses add the methods a stage calls."""
 
-    def __init__(self, checkpoint_dir: str, use_ema: bool, torch_threads: int, use_gpu: bool):
+    def __init__(self, checkpoint_dir: str, use_ema: bool, torch_threads: int, use_gpu: bool,
+                 plugins: dict | None = None):
         import torch
 
+        from ..plugins import install
         from ..train.checkpoint import load_model
 
+        install(plugins)                  # objectives registered outside the package, before the config is read
         torch.set_num_threads(torch_threads)
         self.device = local_device(use_gpu)
         self.model, self.cfg, _ = load_model(checkpoint_dir, use_ema=use_ema)
@@ -96,7 +99,9 @@ def start_workers(cfg, worker: type, checkpoint_dir: str, n_actors: int, stage: 
 
     r = cfg.ray
     Actor = ray.remote(**actor_options(r))(worker)
-    actors = [Actor.remote(str(checkpoint_dir), cfg.sampling.use_ema, r.torch_threads, r.use_gpu)
+    from ..plugins import registered
+    plugins = registered()
+    actors = [Actor.remote(str(checkpoint_dir), cfg.sampling.use_ema, r.torch_threads, r.use_gpu, plugins)
               for _ in range(n_actors)]
     record_stage_devices(cfg.run_dir, stage, ray.get([a.device_record.remote() for a in actors]))
     return actors

@@ -21,10 +21,11 @@ from .pool import ActorPool, ModelWorker, chunk_seed, chunk_sizes
 
 
 class StateWorker(ModelWorker):
-    def __init__(self, checkpoint_dir: str, use_ema: bool, torch_threads: int, use_gpu: bool):
+    def __init__(self, checkpoint_dir: str, use_ema: bool, torch_threads: int, use_gpu: bool,
+                 plugins: dict | None = None):
         from ..diffusion.schedules import build_schedule
 
-        super().__init__(checkpoint_dir, use_ema, torch_threads, use_gpu)
+        super().__init__(checkpoint_dir, use_ema, torch_threads, use_gpu, plugins)
         self.schedule = build_schedule(self.cfg.diffusion)
 
     def sample(self, n: int, dim: int, seed: int, n_steps: int, label: str) -> np.ndarray:

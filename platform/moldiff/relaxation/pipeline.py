@@ -29,6 +29,7 @@ from ..atomic import replace_directory, temp_sibling
 from ..config import ConfigError, ExperimentConfig
 from ..data.sources import PreparedData
 from ..data.store import Manifest, dataset_exists, read_dataset, write_dataset
+from ..plugins import registered as registered_plugins
 from .methods import method, parse_label
 
 K_MIN_RECORD = "k_min.json"     # relaxed/k_min.json: the thresholds k_min: auto chose
@@ -96,11 +97,15 @@ class RelaxBatch:
     time (on the CPU). Every output row names the device that relaxed it."""
 
     def __init__(self, sampler: str, model_dir, time_dir, settings: dict, slots: int, seed: int,
-                 torch_threads: int, use_ema: bool, use_gpu: bool = False, precision: str = "float32"):
+                 torch_threads: int, use_ema: bool, use_gpu: bool = False, precision: str = "float32",
+                 plugins: dict | None = None):
         import torch
 
         from ..accelerator import describe, device_record, local_device
+        from ..plugins import install
         from ..train.checkpoint import load_model
+
+        install(plugins)
 
         torch.set_num_threads(torch_threads)
         self.sampler, self.settings, self.slots, self.seed, self.done = sampler, settings, slots, seed, 0
@@ -260,7 +265,8 @@ def relax_file(inputs: Path, out: Path, sampler: str, model_dir, time_dir, num_a
         fn_constructor_kwargs={"model_dir": model_dir, "time_dir": time_dir, "sampler": sampler,
                                "settings": settings, "slots": slots, "seed": seed,
                                "torch_threads": torch_threads, "use_ema": use_ema,
-                               "use_gpu": gpus_per_actor > 0 and method(sampler).on_gpu, "precision": precision})
+                               "use_gpu": gpus_per_actor > 0 and method(sampler).on_gpu, "precision": precision,
+                               "plugins": registered_plugins()})
     tmp = temp_sibling(out)
     tmp.mkdir(parents=True)
     try:

@@ -14,6 +14,7 @@ from typing import Callable
 
 from ..config import ConfigError, ExperimentConfig, apply_overrides, validate_config
 from ..data.sources import PreparedData
+from ..plugins import registered as registered_plugins
 from .checkpoint import CheckpointError, load_meta, save_mixture
 from .trainer import FINAL_CHECKPOINT, train
 
@@ -73,7 +74,9 @@ def _finished(cfg: ExperimentConfig) -> bool:
         return False
 
 
-def _train_expert(cfg_json: dict, data: PreparedData) -> str:
+def _train_expert(cfg_json: dict, data: PreparedData, plugins: dict | None = None) -> str:
+    from ..plugins import install
+    install(plugins)
     cfg = validate_config(cfg_json, source="expert config")
     return str(train(cfg, data, lambda m: print(m, flush=True)))
 
@@ -102,7 +105,7 @@ def train_experts(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str]
             log(f"[experts] expert {i} on t in [{lo:g}, {hi:g}): {c.model.hidden_layers} "
                 f"{'conservative' if c.model.conservative else 'score'}, alpha {c.objective.fokker_planck.alpha:g}, "
                 f"{c.training.epochs} epochs -> {c.run_dir}")
-            pending[task.remote(c.model_dump(mode="json"), data)] = i
+            pending[task.remote(c.model_dump(mode="json"), data, registered_plugins())] = i
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
             i = pending.pop(ref)

@@ -26,6 +26,8 @@ from ..config import validate_config
 from ..data.batch import GraphBatch, collate_arrow
 from ..models import build_model, state_scale
 from ..objectives import build_objective
+from ..objectives.registry import objective_spec
+from ..plugins import install as install_plugins
 from .checkpoint import load_optimizer, load_weights, save_checkpoint
 from .ema import EMA
 from .logs import EpochLogs, StepValues
@@ -121,6 +123,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train.torch
 
     _quiet_ray_train_reports()
+    install_plugins(loop_config.get("plugins"))        # objectives registered outside the package
     cfg = validate_config(loop_config["config"], source="train_loop_config")
     tc = cfg.training
     torch.set_num_threads(cfg.ray.torch_threads)
@@ -135,8 +138,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     vector_system = cfg.data.is_vector_system
     scale = state_scale(cfg, loop_config["sigma_data"])
     model = build_model(cfg, loop_config["sigma_data"], loop_config.get("state_dim", 2))
-    if loop_config.get("element_reference") is not None:       # force fields: fitted before training
-        model.reference.copy_(torch.tensor(loop_config["element_reference"], dtype=torch.float64))
+    extras = loop_config.get("extras") or {}
+    spec = objective_spec(cfg.objective.name)
+    spec.prepare_model(model, extras)            # e.g. a force field's reference energies, fitted beforehand
     # losses that differentiate through autograd.grad (energy models: scores or forces) average
     # gradients by hand: DDP's hooks support one forward and one backward per step
     manual_gradients = vector_system or getattr(model, "conservative", False)
@@ -154,7 +158,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         start_epoch, step = int(meta["epoch"]), int(meta["step"])
     # to device; DDP when world > 1, except for energy models (gradients averaged by hand, see above)
     # a two-branch model leaves one branch unused in batches that lie all on one side of t_n
-    ddp_kwargs = {"find_unused_parameters": True} if cfg.model.backbone == "branched_egnn" else None
+    ddp_kwargs = getattr(model, "ddp_kwargs", None)
     model = ray.train.torch.prepare_model(model, parallel_strategy=None if manual_gradients else "ddp",
                                           parallel_strategy_kwargs=None if manual_gradients else ddp_kwargs)
     core = model.module if hasattr(model, "module") else model
@@ -166,17 +170,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
     if restored is not None:
         optimizer.load_state_dict(restored["optimizer"])
         scheduler.load_state_dict(restored["scheduler"])
-    normalizer = loop_config.get("property_normalizer")
-    if normalizer is not None:
-        from ..data.normalization import PropertyNormalizer
-        normalizer = PropertyNormalizer.from_dict(normalizer, "train_loop_config")
-    objective = build_objective(cfg, loop_config.get("dataset_kT"), normalizer)
+    objective = build_objective(cfg, loop_config.get("dataset_kT"), extras)
 
     from ..data.vectors import collate_vectors
     if vector_system:
         collate = collate_vectors
-    elif normalizer is not None:
-        collate = functools.partial(collate_arrow, properties=[normalizer.name])
+    elif spec.properties(extras):              # labels the objective regresses travel with the batch
+        collate = functools.partial(collate_arrow, properties=spec.properties(extras))
     else:
         collate = collate_arrow
     batches = ShardBatches(ray.train.get_dataset_shard("train"), tc.batch_size, loop_config["steps_per_epoch"],
@@ -244,7 +244,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                         optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
                         meta={"epoch": epoch + 1, "step": step, "sigma_data": loop_config["sigma_data"],
                               "state_dim": loop_config.get("state_dim"),
-                              "property_normalizer": loop_config.get("property_normalizer"),
+                              **extras,      # what the objective was trained with (property normaliser, ...)
                               "resumed_from_epoch": start_epoch, "world_size": world,
                               "trained_between": [started, time.time()],
                               "config": loop_config["config"], "metrics": metrics},

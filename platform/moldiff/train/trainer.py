@@ -11,6 +11,8 @@ from ..config import ExperimentConfig
 from ..data.sources import PreparedData
 from ..data.store import DATA_FILE, read_dataset
 from ..objectives import build_objective
+from ..objectives.registry import objective_spec
+from ..plugins import registered as registered_plugins
 from .checkpoint import copy_checkpoint
 from .loop import train_loop_per_worker
 
@@ -26,40 +28,6 @@ def coordinate_scale(train_path: Path) -> float:
         return float(table.column("x").combine_chunks().flatten().to_numpy(zero_copy_only=False).std())
     centred = np.concatenate([p - p.mean(0) for p in positions(table)])
     return float(centred.std())
-
-
-def trained_property(cfg: ExperimentConfig):
-    """The property a model's head regresses (UniGEM and the predictor), or None."""
-    u = cfg.objective.unigem
-    if cfg.objective.name != "unigem" or u.mode == "joint":
-        return None
-    return u.property
-
-
-def property_normalizer(cfg: ExperimentConfig, data: PreparedData):
-    """Mean and MAD of the trained property on the training split (stored with the checkpoint)."""
-    from ..data.normalization import PropertyNormalizer
-    from ..data.records import PROPERTY_PREFIX, DatasetError
-
-    name = trained_property(cfg)
-    if name is None:
-        return None
-    table, manifest = read_dataset(data.train, validate=False)
-    column = PROPERTY_PREFIX + name
-    if column not in table.column_names:
-        raise DatasetError(f"{data.train}: no property '{name}' (column {column}); it has "
-                           f"{sorted(manifest.properties)}")
-    return PropertyNormalizer.from_values(name, manifest.properties.get(name, ""), table.column(column).to_numpy())
-
-
-def element_reference(cfg: ExperimentConfig, data: PreparedData):
-    """Per-element energies fitted to the training labels (force fields), as a list; else None."""
-    if cfg.objective.name != "force_field":
-        return None
-    from ..models.force_field import element_reference_energies
-    table, _ = read_dataset(data.train, validate=False)
-    return element_reference_energies(table.column("z").to_pylist(), table.column("energy").to_numpy(),
-                                      cfg.model.max_atomic_number).tolist()
 
 
 def storage_path(cfg: ExperimentConfig) -> Path | str:
@@ -95,8 +63,9 @@ def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] 
         raise ValueError(f"{data.train}: {n_train} molecules cannot be split over ray.num_workers={workers}")
     steps_per_epoch = max(1, math.ceil(n_train / (workers * cfg.training.batch_size)))
     sigma_data = coordinate_scale(data.train)
-    normalizer = property_normalizer(cfg, data)
-    build_objective(cfg, data.train_manifest.kT, normalizer)   # fail here, not in a worker, on a bad objective setup
+    # what the objective needs from the training split (a property normaliser, reference energies)
+    extras = objective_spec(cfg.objective.name).training_extras(cfg, data)
+    build_objective(cfg, data.train_manifest.kT, extras)   # fail here, not in a worker, on a bad objective setup
     resources = {"CPU": cfg.ray.cpus_per_worker}
     if cfg.ray.use_gpu:
         resources["GPU"] = 1          # NCCL between workers: Ray Train's default backend with GPUs
@@ -107,9 +76,8 @@ def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] 
         train_loop_config={"config": cfg.model_dump(mode="json"), "sigma_data": sigma_data,
                            "state_dim": data.train_manifest.generator.get("state_dim", 2),
                            "steps_per_epoch": steps_per_epoch, "run_dir": str(cfg.run_dir),
-                           "dataset_kT": data.train_manifest.kT,
-                           "property_normalizer": None if normalizer is None else normalizer.to_dict(),
-                           "element_reference": element_reference(cfg, data)},
+                           "dataset_kT": data.train_manifest.kT, "extras": extras,
+                           "plugins": registered_plugins()},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=cfg.ray.use_gpu,
                                                resources_per_worker=resources,
                                                placement_strategy=cfg.ray.placement_strategy),

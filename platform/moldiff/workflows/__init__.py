@@ -13,7 +13,8 @@ Each implements :class:`Workflow`: ``check`` (the config combinations it can run
 ``evaluate`` (which returns a :class:`moldiff.metrics.report.Report`, written as ``metrics.json``).
 The stage runner (``moldiff.experiment``) looks the workflow up with :func:`workflow_for` and names
 none of them. Which workflow a config runs: ``workflow`` when the config sets it, else the one its
-objective declares (``moldiff.objectives.registry``), else the one of its data source's kind.
+objective declares (``moldiff.objectives.registry``), else the one of its data source's kind
+(``DEFAULT_WORKFLOW``).
 """
 from __future__ import annotations
 
@@ -51,8 +52,15 @@ def register(workflow: Workflow) -> Workflow:
     return workflow
 
 
+BUILTIN_WORKFLOWS = ("molecules", "states", "generation", "relaxation")
+
+
 def _load_builtin() -> None:
     from . import generation, molecules, relaxation, states  # noqa: F401  (each registers itself)
+
+
+# the workflow of each kind of data (config.SOURCE_KINDS) when neither the config nor the objective names one
+DEFAULT_WORKFLOW = {"molecules": "molecules", "states": "states", "compositions": "generation"}
 
 
 def workflow_name(cfg) -> str:
@@ -63,7 +71,7 @@ def workflow_name(cfg) -> str:
     if cfg.workflow:
         return cfg.workflow
     declared = objective_spec(cfg.objective.name).workflow
-    return declared or SOURCE_KINDS[cfg.data.source]
+    return declared or DEFAULT_WORKFLOW[SOURCE_KINDS[cfg.data.source]]
 
 
 def workflow_for(cfg) -> Workflow:

@@ -157,7 +157,7 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
 
 
 def _trained_property(cfg: ExperimentConfig):
-    from ..train.trainer import trained_property
+    from ..objectives.registry import trained_property
     return trained_property(cfg)
 
 
@@ -169,10 +169,10 @@ class Generation(Workflow):
         problems = []
         if cfg.data.source != "qm9":
             problems.append(f"the generation workflow reads QM9 (data.source qm9), got '{cfg.data.source}'")
-        if cfg.objective.name != "unigem":
-            problems.append(f"objective.name '{cfg.objective.name}' does not fit the generation workflow (QM9 "
-                            "generation trains unigem with model.backbone branched_egnn; relaxation morered / "
-                            "force_field with painn)")
+        from ..objectives.registry import objective_spec
+        if objective_spec(cfg.objective.name).workflow != self.name:
+            problems.append(f"objective.name '{cfg.objective.name}' does not fit the generation workflow (it samples "
+                            "with a molecule generator: objective unigem, model.backbone branched_egnn)")
         if cfg.simulation.enabled:
             problems.append("simulation with learned forces is implemented for state-vector systems only")
         if cfg.data.source == "qm9" and cfg.data.qm9.gfn2_labels is not None and cfg.objective.name != "force_field":

@@ -97,9 +97,6 @@ class Molecules(Workflow):
             problems.append(f"model.backbone '{cfg.model.backbone}' does not fit data.source '{cfg.data.source}' "
                             f"in the molecules workflow (molecules use {' or '.join(BACKBONES)}; state-vector "
                             "systems mlp or graph_transformer)")
-        if cfg.objective.name not in ("dsm", "psm"):
-            problems.append(f"objective.name '{cfg.objective.name}' does not fit data.source '{cfg.data.source}' "
-                            "(the molecules workflow trains dsm or psm; state-vector systems use fokker_planck)")
         if cfg.simulation.enabled:
             problems.append("simulation with learned forces is implemented for state-vector systems only")
         return problems

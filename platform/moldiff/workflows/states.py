@@ -179,9 +179,6 @@ class States(Workflow):
         if cfg.model.backbone == "graph_transformer" and cfg.data.source == "muller_brown":
             problems.append("model.backbone graph_transformer needs particles (3-D coordinates); Müller-Brown "
                             "states are 2-D points: use mlp")
-        if cfg.objective.name != "fokker_planck":
-            problems.append(f"objective.name '{cfg.objective.name}' does not fit data.source '{cfg.data.source}' "
-                            "(the states workflow trains fokker_planck, alpha 0 for plain DSM)")
         return problems
 
     def sample(self, cfg, data, checkpoint, run_dir, log) -> None:
