@@ -22,11 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "platform"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from moldiff.config import load_config  # noqa: E402
-from result_files import write_result  # noqa: E402
+from moldiff.reporting.files import write_result  # noqa: E402
 from moldiff.data.sources import prepare_data  # noqa: E402
 from moldiff.runtime import connect, log  # noqa: E402
 from moldiff.train.experts import expert_configs, train_experts  # noqa: E402

@@ -22,8 +22,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "platform"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from moldiff.config import load_config  # noqa: E402
 from moldiff.data.sources import prepare_data  # noqa: E402
@@ -31,7 +29,7 @@ from moldiff.data.store import positions, read_dataset  # noqa: E402
 from moldiff.metrics.relaxation import kabsch_rmsd  # noqa: E402
 from moldiff.relaxation.pipeline import inputs_path  # noqa: E402
 from moldiff.runtime import log  # noqa: E402
-from result_files import write_result  # noqa: E402
+from moldiff.reporting.files import write_result  # noqa: E402
 
 
 def gap_to_dft(z, target) -> tuple[float, int, bool]:

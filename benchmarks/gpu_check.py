@@ -36,8 +36,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "platform"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 FIXTURES = ROOT / "tests" / "fixtures"
 PREPARED_FORCE_FIELD = "force_field"          # <prepared>/force_field: a checkpoint directory
@@ -433,7 +431,7 @@ def main(argv=None) -> int:
 
     from moldiff.runtime import connect, log
     from moldiff.config import RayConfig
-    from result_files import write_result
+    from moldiff.reporting.files import write_result
 
     torch.set_num_threads(1)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gpu_check-"))

@@ -26,8 +26,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "platform"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from moldiff.config import load_config  # noqa: E402
 from moldiff.data.sources import prepare_data  # noqa: E402
@@ -36,7 +34,7 @@ from moldiff.metrics.relaxation import kabsch_rmsd, relaxed_stats  # noqa: E402
 from moldiff.relaxation.methods import METHODS, parse_label  # noqa: E402
 from moldiff.relaxation.pipeline import checkpoint_dir, configured_label, prepare_inputs, relax_file  # noqa: E402
 from moldiff.runtime import connect, log  # noqa: E402
-from result_files import write_result  # noqa: E402
+from moldiff.reporting.files import write_result  # noqa: E402
 
 PRECISIONS = ("float32", "float64")
 HEADLINE = (("median_ratio", "median_ratio_se"), ("failure_fraction", "failure_fraction_se"))

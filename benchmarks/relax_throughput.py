@@ -22,8 +22,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "platform"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from moldiff.config import load_config  # noqa: E402
 from moldiff.data.sources import prepare_data  # noqa: E402
@@ -31,7 +29,7 @@ from moldiff.data.store import Manifest, read_dataset, write_dataset  # noqa: E4
 from moldiff.relaxation.methods import METHODS, parse_label  # noqa: E402
 from moldiff.relaxation.pipeline import RelaxBatch, configured_label, inputs_path, relax_file  # noqa: E402
 from moldiff.runtime import connect, log  # noqa: E402
-from result_files import write_result  # noqa: E402
+from moldiff.reporting.files import write_result  # noqa: E402
 
 
 def in_process(batcher: RelaxBatch, table, slots: int) -> tuple[float, list]:

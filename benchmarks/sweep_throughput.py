@@ -25,14 +25,12 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "platform"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from moldiff.runtime import connect, log  # noqa: E402
 from moldiff.config import RayConfig  # noqa: E402
 from moldiff.experiment import stage_seconds  # noqa: E402
 from moldiff.sweep import run_sweep  # noqa: E402
-from result_files import write_result  # noqa: E402
+from moldiff.reporting.files import write_result  # noqa: E402
 
 
 def write_study(directory: Path, config: Path, trials: int, concurrent: int, output_dir: Path) -> Path:

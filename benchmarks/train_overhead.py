@@ -21,14 +21,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "platform"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from moldiff.config import load_config  # noqa: E402
-from result_files import write_result  # noqa: E402
+from moldiff.reporting.files import write_result  # noqa: E402
 from moldiff.data.batch import collate_arrow  # noqa: E402
 from moldiff.data.sources import prepare_data  # noqa: E402
 from moldiff.data.store import read_dataset  # noqa: E402

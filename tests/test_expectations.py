@@ -1,9 +1,5 @@
 """Results pages judge the issues' expected effects by rule (benchmarks/expected_effects.yaml)."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from expectations import checks_for, judge  # noqa: E402
+from moldiff.reporting.expectations import checks_for, judge
 
 
 def cells(**variants):

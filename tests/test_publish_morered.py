@@ -1,14 +1,9 @@
 """The MoreRed results page: samplers from several runs merged into one table, the expected
 effect (ITP or JT below the force field in median ratio and failures) checked from the numbers."""
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from publish_morered import collect, expected_effect, render  # noqa: E402
-
-from moldiff.metrics.report import Report  # noqa: E402
+from moldiff.metrics.report import Report
+from moldiff.reporting.morered import collect, expected_effect, render
 
 
 def run(name, values: dict, seeds=(0,)):

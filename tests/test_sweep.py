@@ -122,9 +122,7 @@ def test_study_runs_trials_in_stages_and_reevaluates_finalists(ray_session, tmp_
     assert best.ray.num_sampling_actors == 1                                # the study's own overrides too
     assert (out / "summary.md").read_text().startswith("| trial |")
     # the results page: the ranking metric of every trial at both budgets, the finalist in full
-    import sys
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from publish_sweep import main as publish
+    from moldiff.reporting.sweep_page import main as publish
     publish([str(out), "--output-dir", str(tmp_path / "results")])
     records = json.loads((tmp_path / "results" / "tiny_study.json").read_text())
     metric = saved["metric"]

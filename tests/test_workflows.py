@@ -61,3 +61,14 @@ def test_a_workflow_registered_from_outside_the_package_runs_the_config_that_nam
             load_config(CONFIGS / "psm_lj13.yaml", ["workflow=echo_test"])
     finally:
         del workflows.WORKFLOWS["echo_test"]
+
+
+def test_reporting_lives_in_the_package_and_nothing_edits_sys_path():
+    root = Path(__file__).resolve().parents[1]
+    scripts = sorted((root / "benchmarks").glob("*.py")) + sorted((root / "platform" / "moldiff").rglob("*.py"))
+    assert scripts
+    offenders = [str(p.relative_to(root)) for p in scripts if "sys.path.insert" in p.read_text()]
+    assert not offenders, offenders
+    # the publishers are thin command lines over moldiff.reporting
+    for name in ("publish_results", "publish_study", "publish_sweep", "publish_morered"):
+        assert "from moldiff.reporting." in (root / "benchmarks" / f"{name}.py").read_text(), name

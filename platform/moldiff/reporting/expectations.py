@@ -7,7 +7,9 @@ from pathlib import Path
 
 import yaml
 
-FILE = Path(__file__).resolve().parent / "expected_effects.yaml"
+from .files import BENCHMARKS
+
+FILE = BENCHMARKS / "expected_effects.yaml"
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-NOTES = Path(__file__).resolve().parent / "notes"
-CHECKOUT = Path(__file__).resolve().parents[1]
+# the source checkout: platform/moldiff/reporting/files.py -> the repository's root
+CHECKOUT = Path(__file__).resolve().parents[3]
+BENCHMARKS = CHECKOUT / "benchmarks"
+NOTES = BENCHMARKS / "notes"
+RESULTS = CHECKOUT / "docs" / "results"
+PAPER_NUMBERS = BENCHMARKS / "paper_numbers.yaml"
 
 
 def write_result(output: str | Path, md: list[str], records: list[dict]) -> str:
