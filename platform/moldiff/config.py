@@ -233,6 +233,9 @@ class ModelConfig(_Section):
     hidden: int = Field(64, ge=4, le=4096)
     layers: int = Field(4, ge=1, le=32)
     time_embedding: int = Field(32, ge=2, le=1024, description="sinusoidal features of t")
+    time_max_freq: float = Field(1000.0, gt=0, description="egnn: highest frequency of the sinusoidal time "
+                                 "features (1000 resolves t ~ 1e-3; the Fokker-Planck term's finite difference in t "
+                                 "needs time_max_freq * h_back <= 0.05)")
     cutoff: Optional[float] = Field(None, gt=0, description="radius graph cutoff; null = fully connected")
     input_scaling: bool = Field(
         True, description="molecules: feed x_t * sigma_data / sqrt(alpha^2 sigma_data^2 + sigma^2) so the network "
@@ -250,6 +253,9 @@ class ModelConfig(_Section):
                                      description="mlp: widths of the hidden layers")
     conservative: bool = Field(True, description="mlp / graph_transformer: the network outputs log p_t and the "
                                "score is its gradient (needed for the Fokker-Planck term and stable simulation)")
+    energy_head: bool = Field(False, description="egnn: the network outputs log p_t as a sum of per-atom terms on "
+                              "its final invariant features and the score is its gradient (a conservative model, as "
+                              "conservative: true for state vectors; needed for objective.terms fokker_planck)")
     heads: int = Field(8, ge=1, le=64, description="graph_transformer: attention heads")
     head_dim: int = Field(64, ge=1, le=1024, description="graph_transformer: width of each head")
     radial_max: float = Field(6.0, gt=0, description="e3nn: range of the radial basis when cutoff is null")
@@ -368,6 +374,9 @@ class ObjectiveConfig(_Section):
     force_field: ForceFieldConfig = ForceFieldConfig()
     options: dict[str, Any] = Field(default_factory=dict, description="settings of an objective registered "
                                     "outside the package (validated by its spec's settings model)")
+    terms: list[str] = Field(default_factory=list, description="terms added to the objective's loss "
+                             "(moldiff.objectives.terms): fokker_planck (the weak FP residual of a conservative "
+                             "molecular model, weight objective.fokker_planck.alpha)")
 
     @property
     def variant(self) -> str:
@@ -602,9 +611,14 @@ class ExperimentConfig(_Section):
         (no expert has the Fokker-Planck term) or ``both`` (some expert has it)."""
         if self.experts is None:
             return self.objective.variant
-        base = self.objective.fokker_planck.alpha
-        alphas = [_member_value(m, ("objective", "fokker_planck", "alpha"), base) for m in self.experts.members]
-        return "both" if any(a and a > 0 for a in alphas) else "mixture"
+        o = self.objective
+
+        def has_fp_term(m):           # the Fokker-Planck term: the objective's own or an added term
+            alpha = _member_value(m, ("objective", "fokker_planck", "alpha"), o.fokker_planck.alpha)
+            name = _member_value(m, ("objective", "name"), o.name)
+            terms = _member_value(m, ("objective", "terms"), o.terms)
+            return bool(alpha and alpha > 0 and (name == "fokker_planck" or "fokker_planck" in terms))
+        return "both" if any(has_fp_term(m) for m in self.experts.members) else "mixture"
 
     @property
     def run_dir(self) -> Path:
@@ -615,9 +629,12 @@ def bf16_conflict(cfg: "ExperimentConfig") -> Optional[str]:
     """Why bfloat16 training would not be trustworthy for this config, or None."""
     if cfg.objective.name == "force_field":
         return "a force field's forces are autograd gradients of its energy"
+    if cfg.model.energy_head:
+        return "an energy-head model's score is the autograd gradient of log p"
     if cfg.data.is_vector_system and cfg.model.conservative:
         return "a conservative model's score is the autograd gradient of log p"
-    if cfg.objective.name == "fokker_planck" and cfg.objective.fokker_planck.alpha > 0:
+    if (cfg.objective.name == "fokker_planck" or "fokker_planck" in cfg.objective.terms) and \
+            cfg.objective.fokker_planck.alpha > 0:
         return "the Fokker-Planck residual takes finite differences of log p in t"
     return None
 

@@ -3,8 +3,12 @@
     s(x, t) = s_i(x, t) for t in I_i,   I_1 = (0, b_1), I_2 = [b_1, b_2), ..., I_k = [b_{k-1}, 1]
 
 Each expert is trained on its own interval only (so the experts can be trained in parallel,
-each as its own run) and may be conservative or not, regularised or not. Simulation uses the
+each as its own run) and may be conservative or not, regularised or not, and trained with any
+objective (e.g. a PSM force-window expert below t_p and a DSM expert above). Simulation uses the
 expert that holds the simulation time (the small-t one, which must then be conservative).
+
+State vectors go through ``score(x, t)``; molecules through ``forward(graphs, t) -> {"eps"}``, each
+molecule to the expert that holds its own t.
 """
 from __future__ import annotations
 
@@ -34,6 +38,24 @@ class TimeIntervalMixture(nn.Module):
     @property
     def conservative(self) -> bool:
         return all(getattr(e, "conservative", False) for e in self.experts)
+
+    @property
+    def schedule(self):
+        return self.experts[0].schedule          # experts share the run's diffusion process
+
+    def forward(self, graphs, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Molecules: eps of each molecule from the expert holding its t (samplers pass one t for
+        the whole batch, so one expert runs per step)."""
+        index = self.expert_index(t)
+        held = torch.unique(index).tolist()
+        if len(held) == 1:
+            return {"eps": self.experts[held[0]](graphs, t)["eps"]}
+        eps = torch.zeros_like(graphs.pos)
+        for i in held:
+            molecules = torch.nonzero(index == i).squeeze(-1)
+            atoms = torch.isin(graphs.batch, molecules)
+            eps[atoms] = self.experts[i](graphs.select(molecules), t[molecules])["eps"]
+        return {"eps": eps}
 
     def score(self, x: torch.Tensor, t: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
         index = self.expert_index(t)

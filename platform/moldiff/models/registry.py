@@ -13,7 +13,8 @@ def build_backbone(cfg: ExperimentConfig) -> nn.Module:
     m = cfg.model
     if m.backbone == "egnn":
         return EGNN(hidden=m.hidden, layers=m.layers, time_dim=m.time_embedding, max_z=m.max_atomic_number,
-                    atom_identity=m.atom_identity, cutoff=m.cutoff, coord_range=m.coord_range)
+                    atom_identity=m.atom_identity, cutoff=m.cutoff, coord_range=m.coord_range,
+                    time_max_freq=m.time_max_freq)
     if m.backbone == "e3nn":
         from ..nn.e3nn_net import E3NN      # e3nn costs ~2 s to import: only when asked for
         return E3NN(hidden=m.hidden, layers=m.layers, time_dim=m.time_embedding, max_z=m.max_atomic_number,
@@ -48,6 +49,13 @@ def build_model(cfg: ExperimentConfig, sigma_data: float = 1.0, state_dim: int =
                 raise ValueError(f"graph_transformer needs states of 3-D particles; these have {state_dim} coordinates")
             net = GraphTransformer(state_dim // 3, m.hidden, m.layers, m.heads, m.head_dim, out, t_mid=0.5 * (t_lo + t_hi))
         return EnergyModel(net) if m.conservative else ScoreModel(net)
+    if cfg.model.energy_head:
+        from .molecular_energy import MolecularEnergyModel
+        m = cfg.model
+        backbone = EGNN(hidden=m.hidden, layers=m.layers, time_dim=m.time_embedding, max_z=m.max_atomic_number,
+                        atom_identity=m.atom_identity, cutoff=m.cutoff, coord_range=m.coord_range, features_out=True,
+                        time_max_freq=m.time_max_freq)
+        return MolecularEnergyModel(backbone, m.hidden, build_schedule(cfg.diffusion), sigma_data, m.input_scaling)
     return EpsilonModel(build_backbone(cfg), build_schedule(cfg.diffusion), sigma_data, cfg.model.input_scaling)
 
 

@@ -65,13 +65,16 @@ class EGNNLayer(nn.Module):
 
 class EGNN(nn.Module):
     def __init__(self, hidden: int = 64, layers: int = 4, time_dim: int = 32, max_z: int = 100, atom_identity: int = 0,
-                 cutoff: Optional[float] = None, features_out: bool = False, coord_range: Optional[float] = None):
+                 cutoff: Optional[float] = None, features_out: bool = False, coord_range: Optional[float] = None,
+                 time_max_freq: float = 1000.0):
         """``features_out``: also update h in the last layer (for heads that read node features);
-        off by default so that every parameter reaches the output (DDP requires it)."""
+        off by default so that every parameter reaches the output (DDP requires it).
+        ``time_max_freq``: the highest frequency of the sinusoidal time features (a model whose
+        d/dt is taken by finite differences, as in the Fokker-Planck term, needs it low)."""
         super().__init__()
         self.cutoff = cutoff
         self.atom_embedding = AtomEmbedding(max_z, hidden, atom_identity)
-        self.time_embedding = SinusoidalTimeEmbedding(time_dim)
+        self.time_embedding = SinusoidalTimeEmbedding(time_dim, time_max_freq)
         self.time_mlp = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.time_proj = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
         self.layers = nn.ModuleList(EGNNLayer(hidden, update_features=features_out or i < layers - 1,

@@ -17,10 +17,10 @@ class SinusoidalTimeEmbedding(nn.Module):
         self.dim = dim
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        arg = t.unsqueeze(-1).float() * self.freqs
+        arg = t.unsqueeze(-1).to(self.freqs.dtype) * self.freqs      # the model's precision (float64 models too)
         emb = torch.cat([torch.sin(arg), torch.cos(arg)], -1)
         if emb.shape[-1] < self.dim:
-            emb = torch.cat([emb, t.unsqueeze(-1).float()], -1)
+            emb = torch.cat([emb, t.unsqueeze(-1).to(emb.dtype)], -1)
         return emb
 
 

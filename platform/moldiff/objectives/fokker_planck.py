@@ -65,21 +65,24 @@ def three_point_dt(ahead: torch.Tensor, now: torch.Tensor, back: torch.Tensor, h
 
 
 def weak_residuals(model, schedule: NoiseSchedule, x: torch.Tensor, t: torch.Tensor, probes: torch.Tensor,
-                   s: FokkerPlanckSettings, create_graph: bool = True) -> torch.Tensor:
+                   s: FokkerPlanckSettings, create_graph: bool = True, dim: Optional[int] = None) -> torch.Tensor:
     """R~(x, t; v_k) [K, B] for K probes v [K, B, D] at once. All 2K perturbed points go through the
     network in one score pass and one forward pass (the d/dt stencil), which on small models is
-    several times faster than K separate residuals: per-call overhead, not arithmetic, dominates."""
-    k, (batch, dim) = probes.shape[0], x.shape
+    several times faster than K separate residuals: per-call overhead, not arithmetic, dominates.
+    ``dim``: the degrees of freedom in the drift's divergence term f(t) D (default D; a centred
+    molecule of n atoms has 3(n - 1))."""
+    k, (batch, width) = probes.shape[0], x.shape
+    dim = width if dim is None else dim
     tk = t.repeat(k)
-    y = (x.unsqueeze(0) + probes).reshape(k * batch, dim)
-    m = (x.unsqueeze(0) - probes).reshape(k * batch, dim)
+    y = (x.unsqueeze(0) + probes).reshape(k * batch, width)
+    m = (x.unsqueeze(0) - probes).reshape(k * batch, width)
     logp, score = model.log_density_and_score(torch.cat([y, m]), torch.cat([tk, tk]), create_graph)
     logp_y, score_y, score_m = logp[: k * batch], score[: k * batch], score[k * batch:]
     stencil = model.log_density(torch.cat([y, y]), torch.cat([tk + s.h_ahead, tk - s.h_back]))
     dt = three_point_dt(stencil[: k * batch], logp_y, stencil[k * batch:], s.h_back, s.h_ahead)
     g2, f = schedule.g2(tk), schedule.drift_coeff(tk)
     sig = s.probe_sigma
-    divergence = ((probes.reshape(k * batch, dim) / sig) * (score_y - score_m)).sum(-1) / (2.0 * sig)
+    divergence = ((probes.reshape(k * batch, width) / sig) * (score_y - score_m)).sum(-1) / (2.0 * sig)
     gamma = 0.5 * g2 * (score_y ** 2).sum(-1) - f * (y * score_y).sum(-1) - f * dim - dt
     return (0.5 * g2 * divergence + gamma).reshape(k, batch)
 

@@ -113,8 +113,9 @@ def unigem_settings(cfg: ExperimentConfig):
 
 
 def _score_matching(cfg, dataset_kT, extras):
+    from ..models.registry import time_interval
     kT = cfg.objective.psm.kT if cfg.objective.psm.kT is not None else dataset_kT
-    return ScoreMatching(build_schedule(cfg.diffusion), force_weight(cfg), kT)
+    return ScoreMatching(build_schedule(cfg.diffusion), force_weight(cfg), kT, time_interval(cfg))
 
 
 def _fokker_planck(cfg, dataset_kT, extras):
@@ -258,4 +259,5 @@ def objective_spec(name: str) -> ObjectiveSpec:
 def build_objective(cfg: ExperimentConfig, dataset_kT: Optional[float] = None, extras: Optional[dict] = None):
     """``dataset_kT``: kT of the training set's manifest, used unless ``objective.psm.kT`` is set;
     ``extras``: what the objective's ``training_extras`` took from the training split."""
-    return objective_spec(cfg.objective.name).build(cfg, dataset_kT, extras or {})
+    from .terms import with_terms
+    return with_terms(cfg, objective_spec(cfg.objective.name).build(cfg, dataset_kT, extras or {}))

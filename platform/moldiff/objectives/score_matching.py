@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 
 from ..data.batch import GraphBatch
-from ..diffusion.process import noise_batch, per_atom, remove_mean, sample_time
+from ..diffusion.process import noise_batch, per_atom, remove_mean
 from ..diffusion.schedules import NoiseSchedule
 from ..train.logs import Masked, masked_mean
 
@@ -88,10 +88,13 @@ class ForceWeight:
 
 
 class ScoreMatching:
-    def __init__(self, schedule: NoiseSchedule, weight: ForceWeight = ForceWeight(), kT: Optional[float] = None):
+    def __init__(self, schedule: NoiseSchedule, weight: ForceWeight = ForceWeight(), kT: Optional[float] = None,
+                 interval: Optional[tuple[float, float]] = None):
+        """``interval``: the diffusion times trained on (a time-interval expert's own); default (t_min, 1)."""
         if weight.uses_forces and (kT is None or not kT > 0):
             raise ValueError(f"{weight.describe()} needs kT > 0 (objective.psm.kT or the dataset manifest), got {kT}")
         self.schedule, self.weight, self.kT = schedule, weight, kT
+        self.interval = interval or (schedule.t_min, 1.0)
         self.name = weight.mode
 
     def target(self, graphs: GraphBatch, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -109,7 +112,9 @@ class ScoreMatching:
         return (1.0 - w_atom) * eps + w_atom * force_eps
 
     def __call__(self, model, graphs: GraphBatch, generator: Optional[torch.Generator] = None):
-        t = sample_time(graphs.num_graphs, self.schedule.t_min, generator, graphs.pos.device, graphs.pos.dtype)
+        t_lo, t_hi = self.interval
+        t = t_lo + (t_hi - t_lo) * torch.rand(graphs.num_graphs, generator=generator, device=graphs.pos.device,
+                                              dtype=graphs.pos.dtype)
         xt, _, eps = noise_batch(self.schedule, graphs, t, generator)
         pred = model(graphs.with_pos(xt), t)["eps"]
         per_mol = per_molecule_mse(pred, self.target(graphs, t, eps), graphs)

@@ -120,5 +120,6 @@ def _load_mixture(directory: Path, meta: dict, use_ema: bool):
     cfg = validate_config(meta["config"], source=str(directory / META_FILE))
     mixture = TimeIntervalMixture(spec["boundaries"], experts)
     mixture.eval()
-    mixture.state_scale = experts[0].state_scale            # experts share the training set
+    if hasattr(experts[0], "state_scale"):                  # state vectors: experts share the training set
+        mixture.state_scale = experts[0].state_scale
     return mixture, cfg, meta

@@ -42,6 +42,15 @@ def expert_configs(cfg: ExperimentConfig) -> list[ExperimentConfig]:
     return out
 
 
+def describe_expert(c: ExperimentConfig) -> str:
+    """What an expert is, for the log: its objective variant and network."""
+    m = c.model
+    net = f"{m.backbone} {m.hidden_layers}" if c.data.is_vector_system else f"{m.backbone} {m.hidden}x{m.layers}"
+    energy = c.model.conservative if c.data.is_vector_system else c.model.energy_head
+    extra = f", alpha {c.objective.fokker_planck.alpha:g}" if c.objective.name == "fokker_planck" else ""
+    return f"{c.objective.variant}{extra}, {net}{' (conservative)' if energy else ''}"
+
+
 def _join(base: str, *parts: str) -> str:
     from ..config import is_uri
     if is_uri(base):
@@ -102,9 +111,8 @@ def train_experts(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str]
             i = todo.pop(0)
             c = configs[i]
             lo, hi = c.training.time_interval
-            log(f"[experts] expert {i} on t in [{lo:g}, {hi:g}): {c.model.hidden_layers} "
-                f"{'conservative' if c.model.conservative else 'score'}, alpha {c.objective.fokker_planck.alpha:g}, "
-                f"{c.training.epochs} epochs -> {c.run_dir}")
+            log(f"[experts] expert {i} on t in [{lo:g}, {hi:g}): {describe_expert(c)}, {c.training.epochs} epochs "
+                f"-> {c.run_dir}")
             pending[task.remote(c.model_dump(mode="json"), data, registered_plugins())] = i
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:

@@ -99,7 +99,10 @@ def config_problems(cfg) -> list[str]:
         return [f"workflow: unknown workflow {cfg.workflow!r}; workflows: {', '.join(WORKFLOWS)}"]
     if cfg.objective.name not in OBJECTIVES:
         return [f"objective.name: unknown objective {cfg.objective.name!r}; objectives: {', '.join(OBJECTIVES)}"]
-    problems = OBJECTIVES[cfg.objective.name].problems(cfg) + workflow_for(cfg).check(cfg)
+    from ..objectives.terms import term_problems
+    problems = OBJECTIVES[cfg.objective.name].problems(cfg) + term_problems(cfg) + workflow_for(cfg).check(cfg)
+    if cfg.model.energy_head and workflow_for(cfg).name != "molecules":
+        problems.append("model.energy_head is implemented for molecules of one composition (the molecules workflow)")
     if cfg.training.precision == "bf16" and (why := bf16_conflict(cfg)):
         problems.append(f"training.precision: bf16 does not fit this run: {why}; use fp32 or tf32")
     return problems

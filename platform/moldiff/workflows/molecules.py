@@ -97,6 +97,8 @@ class Molecules(Workflow):
             problems.append(f"model.backbone '{cfg.model.backbone}' does not fit data.source '{cfg.data.source}' "
                             f"in the molecules workflow (molecules use {' or '.join(BACKBONES)}; state-vector "
                             "systems mlp or graph_transformer)")
+        if cfg.model.energy_head and cfg.model.backbone != "egnn":
+            problems.append(f"model.energy_head is implemented for model.backbone egnn (got '{cfg.model.backbone}')")
         if cfg.simulation.enabled:
             problems.append("simulation with learned forces is implemented for state-vector systems only")
         return problems
