@@ -68,37 +68,9 @@ class MolecularEnergyModel(nn.Module):
     def score(self, graphs: GraphBatch, t: torch.Tensor) -> torch.Tensor:
         return self.log_density_and_score(graphs, t)[1]
 
-    def as_state_model(self, template: GraphBatch) -> "FlatMolecules":
-        return FlatMolecules(self, template)
-
-
-class FlatMolecules:
-    """Molecules of one composition seen as flat states x [B, 3n] (the interface of
-    ``models.energy.EnergyModel``): what the Fokker-Planck residual differentiates."""
-
-    conservative = True
-
-    def __init__(self, model: MolecularEnergyModel, template: GraphBatch):
+    def as_state_model(self, template: GraphBatch):
+        """The molecules of ``template``'s (one) composition as flat 3n-vectors."""
+        from .flat import FlatMolecules
         if template.fixed_size is None:
             raise ValueError("the Fokker-Planck term on molecules needs one composition per batch (fixed-size batches)")
-        self.model, self.template = model, template
-        self.n_atoms = int(template.fixed_size)
-
-    def _graphs(self, x: torch.Tensor) -> GraphBatch:
-        """M molecules of the template's composition at positions x [M, 3n]."""
-        n, m = self.n_atoms, x.shape[0]
-        device = x.device
-        return GraphBatch(z=self.template.z[:n].to(device).repeat(m), pos=x.reshape(m * n, 3),
-                          batch=torch.arange(m, device=device).repeat_interleave(n),
-                          n_atoms=torch.full((m,), n, dtype=torch.long, device=device), fixed_size=n)
-
-    def log_density(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.model.log_density(self._graphs(x), t)
-
-    def log_density_and_score(self, x: torch.Tensor, t: torch.Tensor, create_graph: bool = False):
-        with torch.enable_grad():
-            if not x.requires_grad:
-                x = x.detach().requires_grad_(True)
-            logp = self.log_density(x, t)
-            (score,) = torch.autograd.grad(logp.sum(), x, create_graph=create_graph)
-        return logp, score
+        return FlatMolecules(self, template.z[:template.fixed_size])

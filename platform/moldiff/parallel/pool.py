@@ -47,6 +47,40 @@ class ModelWorker:
     def device_record(self) -> dict:
         return device_record(self.device)
 
+    def flat_model(self, z=None):
+        """(model on flat states x [B, D], scale): what Langevin differentiates. The model's states
+        are the data's divided by ``scale``. Workers of molecule models override it."""
+        raise NotImplementedError(f"{type(self).__name__} does not simulate")
+
+    def simulate(self, starts, settings: dict, kT: float, t_sim: float, seed: int, out_dir: str, label: str,
+                 z=None):
+        """Langevin in the data's units with F(x) = kT s(x / scale, t_sim) / scale from ``starts``
+        [chains, D], on this actor's device (chains, noise and forces stay there; frames are
+        written to ``out_dir`` block by block as they are made, and returned [n_frames, chains, D])."""
+        import os
+        from pathlib import Path
+
+        import torch
+
+        from ..sampling.langevin import LangevinSettings, langevin
+        from ..sampling.vector import learned_forces
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+
+        def write(first, frames):
+            tmp = out / f".block_{first:08d}.npy.tmp"
+            with open(tmp, "wb") as fh:
+                np.save(fh, frames)
+            os.replace(tmp, out / f"block_{first:08d}.npy")
+
+        model, scale = self.flat_model(z)
+        s = LangevinSettings(kT=kT, **settings)
+        forces = learned_forces(model, kT, t_sim, scale)
+        starts = torch.as_tensor(starts, dtype=torch.float64, device=self.device)
+        return langevin(forces, starts, s, seed, on_frames=write,
+                        frames_per_call=max(1, s.n_frames // 10), progress=lambda m: print(m, flush=True), label=label)
+
 
 class ActorPool:
     """Actors holding one model each; :meth:`map` spreads chunks over them, one chunk per actor at

@@ -15,7 +15,12 @@ from .pool import ActorPool, ModelWorker, chunk_seed, chunk_sizes
 
 
 class SamplerWorker(ModelWorker):
-    """Holds one model; ``sample`` draws a chunk of fixed-composition molecules."""
+    """Holds one model; ``sample`` draws a chunk of fixed-composition molecules; ``simulate``
+    (``ModelWorker``) runs Langevin chains of them as flat 3n-vectors."""
+
+    def flat_model(self, z=None):
+        from ..models.flat import FlatMolecules
+        return FlatMolecules(self.model, z), 1.0
 
     def sample(self, z: np.ndarray, n: int, seed: int, sampling: dict, label: str = "") -> np.ndarray:
         """``sampling``: the run's current sampling section (not the one saved with the checkpoint)."""

@@ -56,14 +56,16 @@ def _write_states(path: Path, x: np.ndarray, cfg: ExperimentConfig, data: Prepar
 def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, run_dir: Path,
                  log: Callable[[str], None] = print) -> None:
     from ..parallel.pool import model_pool
-    from ..parallel.vector_sampling import StateWorker, pool_size
+    from ..parallel.simulation import pool_size
+    from ..parallel.vector_sampling import StateWorker
 
     with model_pool(cfg, StateWorker, str(checkpoint), pool_size(cfg)) as pool:
         _sample(pool, cfg, data, run_dir, log)
 
 
 def _sample(pool, cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log) -> None:
-    from ..parallel.vector_sampling import sample_states, simulate_states
+    from ..parallel.simulation import simulate_with_pool
+    from ..parallel.vector_sampling import sample_states
 
     train, manifest, _ = read_states(data.train)
     dim = train.shape[1]
@@ -79,7 +81,7 @@ def _sample(pool, cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log)
         rng = np.random.default_rng(np.random.SeedSequence([seed, 2]).generate_state(1)[0])
         starts = train[rng.choice(len(train), cfg.simulation.n_chains, replace=False)]
         masses = cfg.simulation.mass or manifest.generator.get("masses") or 1.0
-        frames = simulate_states(pool, cfg, starts, kT, masses, seed, run_dir / "simulation" / f"seed_{seed}", log)
+        frames = simulate_with_pool(pool, cfg, starts, kT, masses, seed, run_dir / "simulation" / f"seed_{seed}", log)
         chains = frames.transpose(1, 0, 2)                               # chain by chain
         _write_states(_path(run_dir, seed, "sim"), chains.reshape(-1, dim), cfg, data, "sim", seed,
                       group=np.repeat(np.arange(chains.shape[0]), chains.shape[1]))
