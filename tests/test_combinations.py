@@ -65,3 +65,4 @@ def test_psm_plus_the_fokker_planck_term_trains_samples_and_simulates_end_to_end
     assert saved["sim_distance_tvd"].labels == {"mode": "sim"} and saved["distance_tvd"].labels == {"mode": "iid"}
     assert [e.key for e in saved.select(metric="distance_tvd")] == ["distance_tvd", "sim_distance_tvd"]
     assert saved.context["n_simulation_frames"] <= 24
+

@@ -59,3 +59,19 @@ def test_inputs_are_reproducible_from_the_seed(stable, inputs):
         assert np.allclose(first[ident], pos)
     with pytest.raises(ValueError, match="unknown perturbation"):
         PerturbationSettings(kinds=("torsion",))
+
+
+def test_generated_molecules_become_inputs_that_are_their_own_targets():
+    from moldiff.data.records import build_table
+    from moldiff.data.relaxation_inputs import JUDGED_AS_MOLECULES, generated_inputs
+    from moldiff.data.store import positions
+
+    rng = np.random.default_rng(0)
+    zs = [np.array([6, 1, 1, 1, 1]), np.array([8, 1, 1])]
+    table = build_table(zs, [rng.normal(size=(len(z), 3)) for z in zs], ids=["sample-0-0", "sample-0-1"])
+    inputs = generated_inputs(table)
+    assert inputs.column("id").to_pylist() == ["gen-sample-0-0", "gen-sample-0-1"] == inputs.column("target_id").to_pylist()
+    assert inputs.column("kind").to_pylist() == ["generated"] * 2 and "generated" in JUDGED_AS_MOLECULES
+    for start, target, original in zip(positions(inputs), positions(inputs, "target"), positions(table)):
+        assert np.allclose(start, original, atol=1e-6) and np.array_equal(start, target)
+    assert inputs.column("input_rmsd").to_pylist() == [0.0, 0.0]

@@ -120,7 +120,8 @@ def load_raw(path: str | Path, _chain: tuple = ()) -> dict:
 
 
 PATH_KEYS = (("output_dir",), ("data", "root"), ("data", "npz", "path"), ("data", "parquet", "path"),
-             ("ray", "storage_path"), ("sampling", "checkpoint"), ("relaxation", "time_run"))
+             ("ray", "storage_path"), ("sampling", "checkpoint"), ("relaxation", "time_run"),
+             ("relaxation", "inputs", "from_run"))
 
 
 def absolute_paths(raw: dict, base: Path | None = None) -> dict:

@@ -511,6 +511,10 @@ class RelaxationInputsConfig(_Section):
     thermal_K: float = Field(1000.0, gt=0, description="temperature of the short GFN2-xTB runs")
     thermal_steps: int = Field(200, ge=1, description="0.5 fs steps of each GFN2-xTB run")
     seed: int = 0
+    from_run: Optional[str] = Field(
+        None, description="instead of perturbing stable molecules: the molecules another run generated "
+        "(<run>/samples/seed_<s>/, e.g. a UniGEM run's; the first n_molecules over its seeds), inputs of kind "
+        "generated with no reference geometry, judged as molecules (stability, validity) before and after")
 
 
 class RelaxationConfig(_Section):

@@ -14,6 +14,8 @@ of each copy is the molecule's own DFT geometry, in the same atom order:
   prior        pure noise N(0, I) in the centred subspace with the molecule's composition: "relaxing"
                it is de novo generation of p(x | Z) (MoreRed's QM9 generation), judged by validity
                and uniqueness rather than by the distance to the target.
+  generated    (``generated_inputs``) molecules another model generated, as they are: no reference
+               geometry (the target is the input itself), judged as molecules before and after.
 
 The table has the record columns (id, z, pos = the unstable input) plus ``target`` (flattened
 positions), ``target_id``, ``kind``, ``level`` (diffusion step or temperature; 0 for etkdg) and
@@ -33,6 +35,7 @@ from ..metrics.relaxation import kabsch_rmsd
 from .records import build_table
 
 KINDS = ("etkdg", "diffusion", "thermal", "prior")
+JUDGED_AS_MOLECULES = ("prior", "generated")      # kinds without a reference geometry to be near
 
 
 @dataclass(frozen=True)
@@ -167,3 +170,17 @@ def build_inputs(table: pa.Table, s: PerturbationSettings, chunk: int = 25,
         made[label] = made.get(label, 0) + 1
     log(f"[relax-inputs] made {made}; failed {failed or 'none'}")
     return out, {"made": made, "failed": failed, "settings": asdict(s)}
+
+
+def generated_inputs(table: pa.Table) -> pa.Table:
+    """Inputs of kind ``generated`` from generated molecules (records with id, z, pos): each is its
+    own target (so its RMSD ratio is undefined, nan), ``input_rmsd`` 0."""
+    n = table.num_rows
+    ids = [f"gen-{i}" for i in table.column("id").to_pylist()]
+    out = build_table([np.asarray(z) for z in table.column("z").to_pylist()],
+                      [np.asarray(p, dtype=np.float64).reshape(-1, 3) for p in table.column("pos").to_pylist()], ids=ids)
+    return (out.append_column("target", out.column("pos"))
+               .append_column("target_id", pa.array(ids, pa.string()))
+               .append_column("kind", pa.array(["generated"] * n, pa.string()))
+               .append_column("level", pa.array([0.0] * n, pa.float64()))
+               .append_column("input_rmsd", pa.array([0.0] * n, pa.float64())))

@@ -207,7 +207,8 @@ def load_report(path: Union[str, Path]) -> Report:
 _STATE_KEY = re.compile(r"^(?P<mode>iid|sim|gap)_(?P<metric>.+)$")
 _RELAX_STATS = ("median_ratio_se", "failure_fraction_se", "median_ratio", "failure_fraction", "median_rmsd_after",
                 "median_steps", "converged_fraction", "median_energy_above_min", "mean_energy_above_min",
-                "no_energy_fraction", "validity", "uniqueness", "valid_and_unique", "novelty", "molecule_stability")
+                "no_energy_fraction", "validity", "uniqueness", "valid_and_unique", "novelty", "atom_stability",
+                "molecule_stability")
 
 
 def _flat_labels(key: str) -> tuple[str, dict]:

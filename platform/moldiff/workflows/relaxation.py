@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from . import Workflow, register
 from ..accelerator import actor_gpus, record_stage_devices
 from ..config import ExperimentConfig
+from ..data.relaxation_inputs import JUDGED_AS_MOLECULES
 from ..data.sources import PreparedData
 from ..data.store import read_dataset
 from ..metrics.relaxation import ERROR_STATS, relaxed_stats
@@ -92,7 +93,7 @@ def _generation_stats(rows: pa.Table, data: PreparedData, log, use_targets: bool
     steps = rows.column("n_steps").to_numpy(zero_copy_only=False) * (0 if use_targets else 1)
     converged = rows.column("converged").to_numpy(zero_copy_only=False) | use_targets
     return {"validity": g["validity"], "uniqueness": g["uniqueness"], "valid_and_unique": g["valid_and_unique"],
-            "novelty": g["novelty"], "molecule_stability": g["molecule_stability"],
+            "novelty": g["novelty"], "atom_stability": g["atom_stability"], "molecule_stability": g["molecule_stability"],
             "median_steps": float(np.median(steps)),
             "converged_fraction": float(converged.mean())}
 
@@ -175,12 +176,13 @@ def evaluate_time_model(cfg: ExperimentConfig, data: PreparedData, run_dir: Path
 
 
 def _groups(rows: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Each row's input group (kind, diffusion<step>) and the row indices of every group, ``all``
-    first (every input not generated from noise)."""
+    """Each row's input group (kind, diffusion<step>) and the row indices of every group with a
+    reference geometry, ``all`` first; kinds judged as molecules (prior, generated) have none."""
     labels = np.array([k if k != "diffusion" else f"diffusion{int(v)}" for k, v in
                        zip(rows.column("kind").to_pylist(), rows.column("level").to_pylist())])
-    groups = {"all": np.flatnonzero(labels != "prior")} if (labels != "prior").any() else {}
-    for group in sorted(set(labels) - {"prior"}):
+    near = ~np.isin(labels, JUDGED_AS_MOLECULES)
+    groups = {"all": np.flatnonzero(near)} if near.any() else {}
+    for group in sorted(set(labels[near])):
         groups[group] = np.flatnonzero(labels == group)
     return labels, groups
 
@@ -209,18 +211,19 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
                               (label, group, "median_rmsd_after"): float(np.median(inputs)),
                               (label, group, "median_steps"): 0.0, (label, group, "converged_fraction"): 0.0,
                               **{(label, group, stat): 0.0 for stat in ERROR_STATS}})
-            if rx.energy_subset and "all" in groups:
+            if rx.energy_subset and ("all" in groups or "generated" in kinds):
                 relaxed, unrelaxed = _energy_subset(cfg, data, rows, log, inputs_energy)
                 for stat, value in relaxed.items():
                     values.setdefault((label, "subset", stat), {})[seed] = value
                     floor[(label, "subset", stat)] = unrelaxed[stat]
-            if "prior" in kinds:                # generation from noise: judged as molecules
-                generated = rows.take(pa.array(np.flatnonzero(kinds == "prior")))
+            for kind in (k for k in JUDGED_AS_MOLECULES if k in kinds):     # judged as molecules
+                generated = rows.take(pa.array(np.flatnonzero(kinds == kind)))
                 for stat, value in _generation_stats(generated, data, log).items():
-                    values.setdefault((label, "prior", stat), {})[seed] = value
-                # comparison: the stable molecules themselves (the data's own validity and uniqueness)
+                    values.setdefault((label, kind, stat), {})[seed] = value
+                # comparison: the targets (prior: the stable molecules the compositions came from;
+                # generated: the inputs themselves, before relaxation)
                 for stat, value in _generation_stats(generated, data, log, use_targets=True).items():
-                    floor[(label, "prior", stat)] = value
+                    floor[(label, kind, stat)] = value
             if "all" not in groups:
                 continue
             got = lambda stat: values[(label, "all", stat)][seed]   # noqa: E731
@@ -232,12 +235,16 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
                    if rx.energy_subset else ""))
     report = Report(cfg.name, cfg.variant, "relaxation", seeds, n_samples=n_inputs, n_reference=n_inputs,
                     n_noise_floor_set=n_inputs, n_train=data.train_manifest.n_molecules,
-                    reference=f"unstable inputs made from QM9 {rx.inputs.split} molecules; targets are their DFT "
-                              "geometries",
+                    reference=(f"the molecules {rx.inputs.from_run} generated, as they came out of its sampler (no "
+                               "reference geometry)" if rx.inputs.from_run else
+                               f"unstable inputs made from QM9 {rx.inputs.split} molecules; targets are their DFT "
+                               "geometries"),
                     floor_meaning="no relaxation (ratio 1, the inputs' own RMSD and energy); for generation from "
-                                  "noise, the stable molecules the compositions came from")
+                                  "noise, the stable molecules the compositions came from; for generated inputs, "
+                                  "the inputs themselves before relaxation")
     for (label, group, stat), per_seed in values.items():
-        unit = "Angstrom" if "rmsd" in stat else "kcal/mol" if "energy_above_min" in stat else             "steps" if stat == "median_steps" else None
+        unit = ("Angstrom" if "rmsd" in stat else "kcal/mol" if "energy_above_min" in stat else
+                "steps" if stat == "median_steps" else None)
         report.add(f"{label}_{group}_{stat}", [per_seed[s] for s in seeds], floor[(label, group, stat)],
                    unit=unit, metric=stat, method=label, group=group)
     report.write(run_dir)
