@@ -72,3 +72,11 @@ def test_reporting_lives_in_the_package_and_nothing_edits_sys_path():
     # the publishers are thin command lines over moldiff.reporting
     for name in ("publish_results", "publish_study", "publish_sweep", "publish_morered"):
         assert "from moldiff.reporting." in (root / "benchmarks" / f"{name}.py").read_text(), name
+
+
+def test_the_config_offers_exactly_the_registered_backbones():
+    from typing import get_args
+
+    from moldiff.config import ModelConfig
+    from moldiff.models.registry import BACKBONES
+    assert set(get_args(ModelConfig.model_fields["backbone"].annotation)) == set(BACKBONES)

@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 
 from ..config import ExperimentConfig
 from ..diffusion.schedules import build_schedule
+from ..models.registry import build_force_field, build_generator, build_morered
 from .fokker_planck import FokkerPlanckDSM, FokkerPlanckSettings
 from .score_matching import ForceWeight, ScoreMatching
 
@@ -43,6 +44,9 @@ class ObjectiveSpec:
     variant: Optional[Callable[[Any], str]] = None
     # objectives registered outside the package: a pydantic model that validates objective.options
     settings: Optional[type] = None
+    # (cfg, sigma_data) -> the model, for objectives with a model of their own; None: the data kind's
+    # (models.registry.build_model: an epsilon / energy model on the configured backbone)
+    build_model: Optional[Callable[[ExperimentConfig, float], Any]] = None
 
     def problems(self, cfg: ExperimentConfig) -> list[str]:
         from ..config import SOURCE_KINDS
@@ -232,11 +236,12 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {s.name: s for s in (
                   variant=lambda o: "fokker_planck" if o.fokker_planck.alpha > 0 else "diffusion"),
     ObjectiveSpec("unigem", _unigem, ("compositions",), "generation",
                   (_needs_backbone("branched_egnn"), _discrete_diffusion, _nucleation_below_T),
-                  training_extras=_unigem_extras, variant=lambda o: o.unigem.mode),
+                  training_extras=_unigem_extras, variant=lambda o: o.unigem.mode, build_model=build_generator),
     ObjectiveSpec("morered", _morered, ("compositions",), "relaxation", (_needs_backbone("painn"), _discrete_diffusion),
-                  variant=lambda o: f"morered_{o.morered.kind}"),
+                  variant=lambda o: f"morered_{o.morered.kind}", build_model=build_morered),
     ObjectiveSpec("force_field", _force_field, ("compositions",), "relaxation", (_needs_backbone("painn"), _gfn2_labels),
-                  training_extras=_force_field_extras, prepare_model=_set_reference_energies),
+                  training_extras=_force_field_extras, prepare_model=_set_reference_energies,
+                  build_model=build_force_field),
 )}
 
 
