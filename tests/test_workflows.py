@@ -80,3 +80,11 @@ def test_the_config_offers_exactly_the_registered_backbones():
     from moldiff.config import ModelConfig
     from moldiff.models.registry import BACKBONES
     assert set(get_args(ModelConfig.model_fields["backbone"].annotation)) == set(BACKBONES)
+
+
+def test_every_data_source_has_a_kind_and_a_preparation():
+    from typing import get_args
+
+    from moldiff.config import SOURCE_KINDS, DataConfig
+    from moldiff.data.sources import PREPARE
+    assert set(PREPARE) == set(SOURCE_KINDS) == set(get_args(DataConfig.model_fields["source"].annotation))

@@ -59,13 +59,7 @@ def _cached(path: Path, build: Callable[[], tuple], log: Callable[[str], None], 
 def prepare_data(data: DataConfig, log: Callable[[str], None] = print) -> PreparedData:
     root = Path(data.root).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
-    if data.source == "lj":
-        return _prepare_lj(data, root, log)
-    if data.source in ("muller_brown", "alanine"):
-        return _prepare_states(data, root, log)
-    if data.source == "qm9":
-        return _prepare_qm9(data, root, log)
-    return _prepare_split(data, root, log)
+    return PREPARE[data.source](data, root, log)
 
 
 def _prepare_states(data: DataConfig, root: Path, log) -> PreparedData:
@@ -202,3 +196,11 @@ def _prepare_split(data: DataConfig, root: Path, log) -> PreparedData:
     train_m = _cached(root / f"{stem}-train", lambda: subset(train_idx, "train"), log)
     ref_m = _cached(root / f"{stem}-reference", lambda: subset(ref_idx, "reference"), log)
     return PreparedData(root / f"{stem}-train", root / f"{stem}-reference", train_m, ref_m, None)
+
+
+# every data source's preparation (config.SOURCE_KINDS lists the same names with the kind of data
+# each gives; a test checks the two agree)
+PREPARE: dict[str, Callable[[DataConfig, Path, Callable], PreparedData]] = {
+    "lj": _prepare_lj, "npz": _prepare_split, "parquet": _prepare_split, "xtb_md": _prepare_split,
+    "muller_brown": _prepare_states, "alanine": _prepare_states, "qm9": _prepare_qm9,
+}
