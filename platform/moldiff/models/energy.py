@@ -13,6 +13,17 @@ import torch
 from torch import nn
 
 
+def value_and_gradient(log_density, x: torch.Tensor, create_graph: bool = False):
+    """(log_density(x) [B], its gradient in x), also inside ``torch.no_grad()`` (samplers);
+    ``create_graph`` keeps the gradient's graph for a loss on it (training)."""
+    with torch.enable_grad():
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        logp = log_density(x)
+        (grad,) = torch.autograd.grad(logp.sum(), x, create_graph=create_graph)
+    return logp, grad
+
+
 class EnergyModel(nn.Module):
     conservative = True
 
@@ -26,12 +37,7 @@ class EnergyModel(nn.Module):
     def log_density_and_score(self, x: torch.Tensor, t: torch.Tensor, create_graph: bool = False):
         """(log p_t(x) [B], grad_x log p_t(x) [B, D]). ``create_graph`` keeps the graph of the
         gradient so a loss on the score can be back-propagated (training)."""
-        with torch.enable_grad():
-            if not x.requires_grad:
-                x = x.detach().requires_grad_(True)
-            logp = self.log_density(x, t)
-            (score,) = torch.autograd.grad(logp.sum(), x, create_graph=create_graph)
-        return logp, score
+        return value_and_gradient(lambda y: self.log_density(y, t), x, create_graph)
 
     def score(self, x: torch.Tensor, t: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
         return self.log_density_and_score(x, t, create_graph)[1]

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..data.batch import GraphBatch
+from .energy import value_and_gradient
 
 
 class FlatMolecules:
@@ -33,12 +34,7 @@ class FlatMolecules:
         return self.model.log_density(self.graphs(x), t)
 
     def log_density_and_score(self, x: torch.Tensor, t: torch.Tensor, create_graph: bool = False):
-        with torch.enable_grad():
-            if not x.requires_grad:
-                x = x.detach().requires_grad_(True)
-            logp = self.log_density(x, t)
-            (score,) = torch.autograd.grad(logp.sum(), x, create_graph=create_graph)
-        return logp, score
+        return value_and_gradient(lambda y: self.log_density(y, t), x, create_graph)
 
     def score(self, x: torch.Tensor, t: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
         if self.conservative:

@@ -21,6 +21,8 @@ from torch import nn
 from ..data.batch import GraphBatch
 from ..diffusion.process import per_atom
 from ..diffusion.schedules import NoiseSchedule
+from .energy import value_and_gradient
+from .score import input_scale
 
 
 class MolecularEnergyModel(nn.Module):
@@ -36,11 +38,7 @@ class MolecularEnergyModel(nn.Module):
         self.register_buffer("sigma_data", torch.tensor(float(sigma_data)))
 
     def input_scale(self, t: torch.Tensor) -> torch.Tensor:
-        if not self.input_scaling:
-            return torch.ones_like(t)
-        alpha, sigma = self.schedule.alpha_sigma(t)
-        sd = self.sigma_data.to(t.dtype)
-        return sd / torch.sqrt(alpha ** 2 * sd ** 2 + sigma ** 2)
+        return input_scale(self.schedule, self.sigma_data, t, self.input_scaling)
 
     def log_density(self, graphs: GraphBatch, t: torch.Tensor) -> torch.Tensor:
         """log p_t [B] (up to a constant in x)."""
@@ -53,11 +51,7 @@ class MolecularEnergyModel(nn.Module):
     def log_density_and_score(self, graphs: GraphBatch, t: torch.Tensor, create_graph: bool = False):
         """(log p_t [B], score [N, 3]). ``create_graph`` keeps the gradient's graph (training);
         works inside ``torch.no_grad()`` too (samplers)."""
-        with torch.enable_grad():
-            pos = graphs.pos if graphs.pos.requires_grad else graphs.pos.detach().requires_grad_(True)
-            logp = self.log_density(graphs.with_pos(pos), t)
-            (score,) = torch.autograd.grad(logp.sum(), pos, create_graph=create_graph)
-        return logp, score
+        return value_and_gradient(lambda pos: self.log_density(graphs.with_pos(pos), t), graphs.pos, create_graph)
 
     def forward(self, graphs: GraphBatch, t: torch.Tensor) -> dict[str, torch.Tensor]:
         # the graph of the gradient is kept only where it is needed: when training (grad mode on)

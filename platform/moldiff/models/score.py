@@ -14,6 +14,15 @@ from ..diffusion.process import per_atom, remove_mean
 from ..diffusion.schedules import NoiseSchedule
 
 
+def input_scale(schedule: NoiseSchedule, sigma_data: torch.Tensor, t: torch.Tensor, enabled: bool = True):
+    """c_in(t) = sigma_data / sqrt(alpha^2 sigma_data^2 + sigma^2): x_t at the data's scale at every noise level."""
+    if not enabled:
+        return torch.ones_like(t)
+    alpha, sigma = schedule.alpha_sigma(t)
+    sd = sigma_data.to(t.dtype)
+    return sd / torch.sqrt(alpha ** 2 * sd ** 2 + sigma ** 2)
+
+
 class EpsilonModel(nn.Module):
     def __init__(self, backbone: nn.Module, schedule: NoiseSchedule, sigma_data: float = 1.0,
                  input_scaling: bool = True):
@@ -24,11 +33,7 @@ class EpsilonModel(nn.Module):
         self.register_buffer("sigma_data", torch.tensor(float(sigma_data)))
 
     def input_scale(self, t: torch.Tensor) -> torch.Tensor:
-        if not self.input_scaling:
-            return torch.ones_like(t)
-        alpha, sigma = self.schedule.alpha_sigma(t)
-        sd = self.sigma_data.to(t.dtype)
-        return sd / torch.sqrt(alpha ** 2 * sd ** 2 + sigma ** 2)
+        return input_scale(self.schedule, self.sigma_data, t, self.input_scaling)
 
     def forward(self, graphs: GraphBatch, t: torch.Tensor) -> dict[str, torch.Tensor]:
         x = per_atom(self.input_scale(t), graphs.batch) * graphs.pos

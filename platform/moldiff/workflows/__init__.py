@@ -29,6 +29,7 @@ class Workflow:
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    simulates: ClassVar[bool] = False          # runs Langevin with the learned forces (simulation.enabled)
 
     def check(self, cfg) -> list[str]:
         """Problems with running ``cfg`` in this workflow (messages naming the config keys); [] if none."""
@@ -101,6 +102,11 @@ def config_problems(cfg) -> list[str]:
         return [f"objective.name: unknown objective {cfg.objective.name!r}; objectives: {', '.join(OBJECTIVES)}"]
     from ..objectives.terms import term_problems
     problems = OBJECTIVES[cfg.objective.name].problems(cfg) + term_problems(cfg) + workflow_for(cfg).check(cfg)
+    if cfg.simulation.enabled and not workflow_for(cfg).simulates:
+        problems.append(f"simulation.enabled: the {workflow_for(cfg).name} workflow does not simulate (the "
+                        f"{', '.join(n for n, w in WORKFLOWS.items() if w.simulates)} workflows do)")
+    if cfg.data.source == "qm9" and cfg.data.qm9.gfn2_labels is not None and cfg.objective.name != "force_field":
+        problems.append("data.qm9.gfn2_labels are force-field training labels: only objective.name force_field uses them")
     if cfg.model.energy_head and workflow_for(cfg).name != "molecules":
         problems.append("model.energy_head is implemented for molecules of one composition (the molecules workflow)")
     if cfg.training.precision == "bf16" and (why := bf16_conflict(cfg)):

@@ -173,12 +173,6 @@ class Generation(Workflow):
         if objective_spec(cfg.objective.name).workflow != self.name:
             problems.append(f"objective.name '{cfg.objective.name}' does not fit the generation workflow (it samples "
                             "with a molecule generator: objective unigem, model.backbone branched_egnn)")
-        if cfg.simulation.enabled:
-            problems.append("simulation with learned forces is implemented for state vectors and molecules of one "
-                            "composition (the states and molecules workflows)")
-        if cfg.data.source == "qm9" and cfg.data.qm9.gfn2_labels is not None and cfg.objective.name != "force_field":
-            problems.append("data.qm9.gfn2_labels are force-field training labels: only objective.name force_field "
-                            "uses them")
         return problems
 
     def sample(self, cfg, data, checkpoint, run_dir, log) -> None:

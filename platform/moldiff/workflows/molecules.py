@@ -97,6 +97,7 @@ def load_samples(run_dir: Path, seeds: Iterable[int], mode: str = "iid") -> tupl
 
 class Molecules(Workflow):
     name = "molecules"
+    simulates = True
     summary = "fixed-composition molecules: PC sampling; distance TVD, h(r), energy TVD, W2 vs a reference"
 
     def check(self, cfg) -> list[str]:

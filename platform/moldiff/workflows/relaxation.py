@@ -267,12 +267,6 @@ class Relaxation(Workflow):
         if bad:
             problems.append(f"relaxation.samplers {sorted(bad)} do not fit objective {cfg.objective.name}: "
                             + "; ".join(bad.values()))
-        if cfg.simulation.enabled:
-            problems.append("simulation with learned forces is implemented for state vectors and molecules of one "
-                            "composition (the states and molecules workflows)")
-        if cfg.data.source == "qm9" and cfg.data.qm9.gfn2_labels is not None and cfg.objective.name != "force_field":
-            problems.append("data.qm9.gfn2_labels are force-field training labels: only objective.name force_field "
-                            "uses them")
         return problems
 
     def sample(self, cfg, data, checkpoint, run_dir, log) -> None:

@@ -170,6 +170,7 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
 
 class States(Workflow):
     name = "states"
+    simulates = True
     summary = "state vectors: iid samples and Langevin simulation with the learned forces; JS, PMF error"
 
     def check(self, cfg) -> list[str]:
