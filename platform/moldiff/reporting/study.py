@@ -32,6 +32,8 @@ from .files import NOTES, RESULTS, recorded_command
 from .run_page import paper_table
 
 SHOWN = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "stable_fraction",
+         # molecules simulated with the learned forces
+         "sim_distance_tvd", "sim_hr_mae", "sim_energy_tvd",
          # state-vector systems (Fokker-Planck): iid and simulation against the reference
          "iid_js", "sim_js", "iid_pmf", "sim_pmf", "sim_pop_A", "sim_pop_B", "sim_pop_C",
          "iid_phi_positive", "sim_phi_positive",
@@ -158,6 +160,8 @@ def main(argv=None) -> int:
                    help="variant group whose trials are repeats (e.g. training_seed): one row per other variant, "
                         "mean ± std over them")
     p.add_argument("--output-dir", default=str(RESULTS), help="where the page, .json and .csv go")
+    p.add_argument("--experiment-per-study", action="store_true",
+                   help="records name their study as the experiment (a page of several studies, e.g. combinations)")
     args = p.parse_args(argv)
     out = Path(args.output_dir)
     (out / "img").mkdir(parents=True, exist_ok=True)
@@ -198,7 +202,7 @@ def main(argv=None) -> int:
                       + " | ".join(fmt(m["metrics"].get(k)) for k in metrics_shown)
                       + f" | {fmt_value(m['train_set'].get(metrics_shown[0]))} | {_minutes(r, 'train')} | {_minutes(r, 'sample')} |")
             for k, s in m["metrics"].items():
-                records.append({"experiment": args.name, "study": r["study"],
+                records.append({"experiment": r["study"] if args.experiment_per_study else args.name, "study": r["study"],
                                 "variant": "/".join(r["variants"][g] for g in groups), **{f"variant_{g}": r["variants"][g] for g in groups},
                                 "metric": k, "mean": s["mean"], "std": s["std"], "n_seeds": len(s["per_seed"]),
                                 "seed_kind": "training" if aggregated else m.get("seed_kind", "sampling"),
