@@ -1,0 +1,239 @@
+"""The roofline every speed-up is judged against, measured in one run on one torch thread:
+
+1. the machine's single-thread float32 matrix-product peak (GFLOP/s, best of a few square sizes);
+2. for each backbone on its own kind of data, forward and forward + backward molecules/s at
+   several batch sizes, the FLOPs per molecule (the profiler's count; a conservative
+   model's forward includes the autograd pass that makes its score), and the fraction of the peak
+   they reach;
+3. where the time goes: the five operators with the most self CPU time in one forward at a
+   middle batch size (``torch.profiler``, which also counts the FLOPs).
+
+Cases (the experiment configs' own model settings):
+
+    egnn_lj13                  EpsilonModel + EGNN of dsm_lj13.yaml on LJ-13 frames
+    branched_egnn_qm9          UniGEM's two-branch EGNN (unigem_qm9.yaml) on QM9 molecules
+    painn_qm9                  MoreRed's joint PaiNN (morered_qm9.yaml) on QM9 molecules
+    graph_transformer_alanine  the energy model of fp_alanine.yaml on 15-D bead states (score by autograd)
+    mlp_muller_brown           the energy MLP of fp_muller_brown.yaml on 2-D states (score by autograd)
+
+Molecules come from the data pipeline (LJ-13 frames, the QM9 fixture under tests/fixtures);
+state vectors are standard-normal draws of the right shape (the cost of these networks does not
+depend on the values). Writes docs/results/throughput.{md,json}.
+
+    python benchmarks/throughput.py [--batches 1,4,16,64,256] [--cases egnn_lj13,...] [--seconds 1.0]
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from moldiff.reporting.files import write_result
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "experiments" / "configs"
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def timed(fn: Callable[[], None], seconds: float) -> float:
+    """Seconds per call: a few warm-up calls, then as many as fit in ``seconds`` (at least 3)."""
+    for _ in range(2):
+        fn()
+    n, start = 0, time.perf_counter()
+    while n < 3 or time.perf_counter() - start < seconds:
+        fn()
+        n += 1
+    return (time.perf_counter() - start) / n
+
+
+def matmul_peak(seconds: float) -> tuple[float, int]:
+    """(GFLOP/s, size) of the fastest float32 square matrix product on this thread."""
+    best = (0.0, 0)
+    for n in (256, 512, 1024):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        per = timed(lambda: torch.mm(a, b), seconds)
+        best = max(best, (2 * n ** 3 / per / 1e9, n))
+    return best
+
+
+@dataclass
+class Case:
+    name: str
+    config: str
+    describe: str
+    make: Callable[[int], tuple]               # batch size -> (inputs...) for ``forward``
+    forward: Callable[..., torch.Tensor]       # (model, *inputs) -> a tensor to reduce for backward
+    model: torch.nn.Module
+
+
+def _config(name: str, overrides: list[str]):
+    from moldiff.config import load_config
+    return load_config(CONFIGS / f"{name}.yaml", overrides)
+
+
+def _molecule_batches(cfg, log) -> Callable[[int], object]:
+    """batch size -> a GraphBatch of that many training molecules of the config's data (cycled)."""
+    from moldiff.data.batch import collate_arrow
+    from moldiff.data.sources import prepare_data
+    from moldiff.data.store import read_dataset
+
+    table = read_dataset(prepare_data(cfg.data, log).train, validate=False)[0]
+
+    def make(batch: int):
+        idx = np.arange(batch) % table.num_rows
+        return collate_arrow(table.take(idx))
+    return make
+
+
+def build_cases(names: list[str], work: Path, log) -> list[Case]:
+    from moldiff.models import build_model
+
+    cases = []
+    data_root = f"data.root={work / 'data'}"
+    for name in names:
+        if name == "egnn_lj13":
+            cfg = _config("dsm_lj13", [data_root, "data.lj.reference.n_chains=32", "data.train.n_frames=256"])
+            graphs = _molecule_batches(cfg, log)
+            model = build_model(cfg, 0.7)
+            cases.append(Case(name, "dsm_lj13.yaml", f"EGNN {cfg.model.hidden}x{cfg.model.layers}, 13 atoms, fully "
+                              "connected", lambda b, g=graphs: (g(b), torch.full((b,), 0.3)),
+                              lambda m, g, t: m(g, t)["eps"], model))
+        elif name == "branched_egnn_qm9":
+            cfg = _config("unigem_qm9", [data_root, f"data.qm9.csv_dir={FIXTURES}"])
+            graphs = _molecule_batches(cfg, log)
+            model = build_model(cfg, 1.0)
+            cases.append(Case(name, "unigem_qm9.yaml", f"two-branch EGNN {cfg.model.hidden}x{cfg.model.layers}, QM9 "
+                              "molecules (<= 8 heavy atoms)", lambda b, g=graphs: (g(b), torch.full((b,), 0.3)),
+                              lambda m, g, t: m(g, t)["eps"], model))
+        elif name == "painn_qm9":
+            cfg = _config("morered_qm9", [data_root, f"data.qm9.csv_dir={FIXTURES}"])
+            graphs = _molecule_batches(cfg, log)
+            model = build_model(cfg, 1.0)
+            cases.append(Case(name, "morered_qm9.yaml", f"PaiNN {cfg.model.hidden}x{cfg.model.layers} (noise and time "
+                              f"heads), cutoff {cfg.model.cutoff:g} A, QM9 molecules", lambda b, g=graphs: (g(b),),
+                              lambda m, g: m(g)["eps"], model))
+        elif name in ("graph_transformer_alanine", "mlp_muller_brown"):
+            config = "fp_alanine" if name == "graph_transformer_alanine" else "fp_muller_brown"
+            cfg = _config(config, [data_root])
+            dim = 15 if name == "graph_transformer_alanine" else 2
+            model = build_model(cfg, 1.0, dim)
+            what = "score by autograd" if cfg.model.conservative else "score network"
+            cases.append(Case(name, f"{config}.yaml", f"{cfg.model.backbone} on {dim}-D states ({what})",
+                              lambda b, d=dim: (torch.randn(b, d), torch.full((b,), 0.3)),
+                              lambda m, x, t: m.score(x, t, create_graph=torch.is_grad_enabled()), model))
+        else:
+            raise SystemExit(f"unknown case {name!r}")
+    return cases
+
+
+def flops_per_molecule(case: Case, batch: int) -> float:
+    """FLOPs of one forward per molecule, as the profiler counts them (matrix products and
+    convolutions; the same operators FlopCounterMode counts, and it also works through the
+    autograd pass of a conservative model's score)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    inputs = case.make(batch)
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        case.forward(case.model, *inputs)
+    return sum(e.flops for e in prof.key_averages() if e.flops) / batch
+
+
+def profile_top(case: Case, batch: int, n: int = 5) -> list[tuple[str, float]]:
+    """(operator, share of self CPU time) of the ``n`` costliest operators in forward calls."""
+    from torch.profiler import ProfilerActivity, profile
+
+    inputs = case.make(batch)
+    with torch.no_grad():
+        case.forward(case.model, *inputs)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(5):
+                case.forward(case.model, *inputs)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: -e.self_cpu_time_total)
+    return [(e.key, e.self_cpu_time_total / total) for e in events[:n]]
+
+
+def measure(case: Case, batches: list[int], seconds: float, peak: float, log) -> list[dict]:
+    rows = []
+    for batch in batches:
+        inputs = case.make(batch)
+
+        def forward():
+            with torch.no_grad():
+                case.forward(case.model, *inputs)
+
+        def forward_backward():
+            case.model.zero_grad(set_to_none=True)
+            case.forward(case.model, *inputs).square().mean().backward()
+
+        fwd, both = timed(forward, seconds), timed(forward_backward, seconds)
+        flops = flops_per_molecule(case, batch)
+        rate = batch / fwd
+        rows.append({"batch": batch, "forward_molecules_per_s": rate, "train_molecules_per_s": batch / both,
+                     "flops_per_molecule": flops, "forward_gflops": flops * rate / 1e9,
+                     "fraction_of_peak": flops * rate / 1e9 / peak})
+        log(f"[throughput] {case.name} batch {batch}: forward {rate:.0f} mol/s, forward+backward "
+            f"{batch / both:.0f} mol/s, {flops / 1e6:.2f} MFLOP/molecule, {rows[-1]['fraction_of_peak']:.1%} of peak")
+    return rows
+
+
+def main(argv=None) -> int:
+    import tempfile
+
+    from moldiff.runtime import log
+
+    all_cases = ["egnn_lj13", "branched_egnn_qm9", "painn_qm9", "graph_transformer_alanine", "mlp_muller_brown"]
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batches", default="1,4,16,64,256")
+    p.add_argument("--cases", default=",".join(all_cases))
+    p.add_argument("--seconds", type=float, default=1.0, help="timing window per measurement")
+    p.add_argument("--work", default=str(ROOT / "data" / "throughput"), help="where the small datasets are made")
+    p.add_argument("--output", default=str(ROOT / "docs" / "results" / "throughput"))
+    args = p.parse_args(argv)
+    command = "python benchmarks/throughput.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    batches = [int(b) for b in args.batches.split(",")]
+    peak, size = matmul_peak(args.seconds)
+    log(f"[throughput] float32 matmul peak {peak:.1f} GFLOP/s (n = {size}, one thread)")
+    cases = build_cases([c.strip() for c in args.cases.split(",") if c.strip()], Path(args.work), log)
+    md = ["# Throughput against the machine's roofline", "", f"Command: `{command}`", "",
+          f"One torch thread; timing windows of {args.seconds:g} s per measurement after warm-up. "
+          f"**Peak: {peak:.1f} GFLOP/s** (float32 square matrix product, n = {size}, best of 256 / 512 / 1024). "
+          "FLOPs are the forward pass's as `torch.profiler` counts them (matrix products and "
+          "convolutions; gathers, scatters and element-wise work cost time but count no FLOPs, so a network "
+          "that is mostly message passing reads far below the peak).", ""]
+    records = [{"experiment": "throughput", "variant": "matmul", "metric": "peak_gflops", "mean": peak, "std": 0.0,
+                "n_seeds": 1, "seed_kind": "sampling", "n_samples": size, "noise_floor": None, "command": command}]
+    for case in cases:
+        case.model.eval()
+        rows = measure(case, batches, args.seconds, peak, log)
+        top = profile_top(case, batches[len(batches) // 2])
+        md += [f"## {case.name}", "", f"{case.describe} (`{case.config}`).", "",
+               "| batch | forward mol/s | forward + backward mol/s | MFLOP / molecule | forward GFLOP/s | of peak |",
+               "|---|---|---|---|---|---|"]
+        md += [f"| {r['batch']} | {r['forward_molecules_per_s']:.0f} | {r['train_molecules_per_s']:.0f} | "
+               f"{r['flops_per_molecule'] / 1e6:.3f} | {r['forward_gflops']:.2f} | {r['fraction_of_peak']:.1%} |"
+               for r in rows]
+        md += ["", f"Where a forward pass at batch {batches[len(batches) // 2]} spends its time (self CPU time): "
+               + ", ".join(f"`{k}` {share:.0%}" for k, share in top) + ".", ""]
+        for r in rows:
+            for metric in ("forward_molecules_per_s", "train_molecules_per_s", "flops_per_molecule",
+                           "fraction_of_peak"):
+                records.append({"experiment": "throughput", "variant": f"{case.name}_b{r['batch']}", "metric": metric,
+                                "mean": r[metric], "std": 0.0, "n_seeds": 1, "seed_kind": "sampling",
+                                "n_samples": r["batch"], "noise_floor": None, "command": command})
+    print(write_result(args.output, md, records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
