@@ -80,3 +80,23 @@ def test_one_table_renders_every_workflow(tmp_path):
     page_table = write_results_page(r, tmp_path, "a description")
     page = (tmp_path / "results.md").read_text()
     assert page.startswith("# run\n\na description") and "Comparison column: half B." in page and page_table in page
+
+
+def test_study_tables_show_the_headline_entries_their_workflow_names():
+    from moldiff.workflows import headline
+
+    molecules = Report("r", "dsm", "molecules", [0])
+    for key, metric, mode in (("distance_tvd", "distance_tvd", "iid"), ("distance_frac_outside", "distance_frac_outside",
+                              "iid"), ("sim_distance_tvd", "distance_tvd", "sim"), ("hr_mae", "hr_mae", "iid")):
+        molecules.add(key, [0.1], metric=metric, mode=mode)
+    assert headline(molecules) == ["distance_tvd", "hr_mae", "sim_distance_tvd"]
+    states = Report("r", "fokker_planck", "states", [0])
+    for key in ("iid_js", "iid_pmf", "iid_diverged_fraction", "sim_js", "sim_pmf", "sim_pop_A", "gap_js"):
+        mode, metric = key.split("_", 1)
+        states.add(key, [0.1], metric=metric, mode=mode)
+    assert headline(states) == ["iid_js", "sim_js", "iid_pmf", "sim_pmf", "sim_pop_A"]
+    # a flat metrics file of an older run: the workflow is recognised by its entries
+    legacy = Report.from_json({"metrics": {"distance_tvd": {"mean": 0.1, "std": 0, "per_seed": [0.1]},
+                                           "diverged_fraction": {"mean": 0, "std": 0, "per_seed": [0]}},
+                               "noise_floor": {}}, "old")
+    assert headline(legacy) == ["distance_tvd"]

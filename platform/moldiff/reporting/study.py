@@ -26,21 +26,11 @@ from ..evaluation import split_reference
 from ..experiment import stage_seconds
 from ..metrics.report import load_report
 from ..plots import plot_hr_variants, plot_study_metric
+from ..workflows import headline
 from ..workflows.molecules import load_samples
 from .expectations import checks_for, judge
 from .files import NOTES, RESULTS, recorded_command
 from .run_page import paper_table
-
-SHOWN = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "stable_fraction",
-         # molecules simulated with the learned forces
-         "sim_distance_tvd", "sim_hr_mae", "sim_energy_tvd",
-         # state-vector systems (Fokker-Planck): iid and simulation against the reference
-         "iid_js", "sim_js", "iid_pmf", "sim_pmf", "sim_pop_A", "sim_pop_B", "sim_pop_C",
-         "iid_phi_positive", "sim_phi_positive",
-         # de novo generation and property prediction (QM9)
-         "atom_stability", "molecule_stability", "validity", "uniqueness", "valid_and_unique", "novelty",
-         *(f"{split}{p}_mae" for p in ("alpha", "gap", "homo", "lumo", "mu", "Cv") for split in ("", "val_")))
-
 
 def trial_rows(study_dir: Path) -> list[dict]:
     summary = json.loads((study_dir / "summary.json").read_text())
@@ -49,9 +39,11 @@ def trial_rows(study_dir: Path) -> list[dict]:
         if "metrics" not in t:
             continue
         run = Path(t["run_dir"])
-        metrics = load_report(run).summary_view()
+        report = load_report(run)
+        metrics = report.summary_view()
         variants = {k.split(".", 1)[1]: v for k, v in t["params"].items() if k.startswith("variant.")}
         rows.append({"study": summary["name"], "variants": variants, "run": run, "metrics": metrics,
+                     "headline": headline(report),
                      "config": yaml.safe_load((run / "config.yaml").read_text()), "seconds": stage_seconds(run),
                      "command": (run / "command.txt").read_text().splitlines()[-1]})
     return rows
@@ -176,7 +168,8 @@ def main(argv=None) -> int:
         if aggregated:
             rows = merge_seeds(rows, args.aggregate)
         groups = list(rows[0]["variants"])
-        metrics_shown = [m for m in SHOWN if any(m in r["metrics"]["metrics"] for r in rows)]
+        # the columns: each run's headline entries, as the workflow that wrote its report names them
+        metrics_shown = list(dict.fromkeys(k for r in rows for k in r["headline"]))
         md += [f"## {name}", "",
                f"Command: `{' && '.join(recorded_command(p) or f'python experiments/run.py --sweep <spec of {name}>' for p in parts)}`"
                + (f" with `--only`, run in parts ({', '.join(p.name for p in parts)})"

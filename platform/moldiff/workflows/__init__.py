@@ -41,6 +41,22 @@ class Workflow:
     def evaluate(self, cfg, data, run_dir: Path, log: Callable[[str], None]) -> Report:
         raise NotImplementedError
 
+    def headline(self, report: Report) -> list[str]:
+        """The entries a study table shows for this workflow's runs, in order (default: every one)."""
+        return report.keys()
+
+
+def headline(report: Report) -> list[str]:
+    """The headline entries of a run's report, by the workflow that wrote it; for a report from
+    before workflows recorded themselves, the first built-in workflow that finds its entries there."""
+    _load_builtin()
+    if report.workflow in WORKFLOWS:
+        return WORKFLOWS[report.workflow].headline(report)
+    for name in BUILTIN_WORKFLOWS:
+        if type(WORKFLOWS[name]).headline is not Workflow.headline and (keys := WORKFLOWS[name].headline(report)):
+            return keys
+    return report.keys()
+
 
 WORKFLOWS: dict[str, Workflow] = {}
 

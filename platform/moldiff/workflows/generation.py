@@ -175,6 +175,11 @@ class Generation(Workflow):
                             "with a molecule generator: objective unigem, model.backbone branched_egnn)")
         return problems
 
+    def headline(self, report: Report) -> list[str]:
+        """The generation metrics, then the property head's error on test and validation molecules."""
+        return [k for k in GENERATION_METRICS if k in report] + \
+            [e.key for e in report.entries if e.metric.endswith("_mae")]
+
     def sample(self, cfg, data, checkpoint, run_dir, log) -> None:
         sample_stage(cfg, data, checkpoint, run_dir, log)
 

@@ -110,6 +110,13 @@ class Molecules(Workflow):
             problems.append(f"model.energy_head is implemented for model.backbone egnn (got '{cfg.model.backbone}')")
         return problems
 
+    HEADLINE = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "stable_fraction")
+
+    def headline(self, report: Report) -> list[str]:
+        # iid first, then the simulation's, each in the order above
+        return [e.key for mode in ("iid", "sim") for m in self.HEADLINE for e in report.select(metric=m)
+                if e.labels.get("mode", "iid") == mode]
+
     def sample(self, cfg, data, checkpoint: Path, run_dir: Path, log) -> None:
         from ..parallel.pool import model_pool
         from ..parallel.sampling import SamplerWorker, sample_with_pool

@@ -184,6 +184,13 @@ class States(Workflow):
                             "states are 2-D points: use mlp")
         return problems
 
+    def headline(self, report: Report) -> list[str]:
+        """JS and PMF error of iid and simulation, then the simulation's populations / phi > 0 share."""
+        keys = [f"{mode}_{m}" for m in ("js", "pmf") for mode in ("iid", "sim")]
+        keys += [e.key for e in report.entries if e.labels.get("mode") == "sim" and e.metric.startswith("pop_")]
+        keys += ["iid_phi_positive", "sim_phi_positive"]
+        return [k for k in keys if k in report]
+
     def sample(self, cfg, data, checkpoint, run_dir, log) -> None:
         sample_stage(cfg, data, checkpoint, run_dir, log)
 
