@@ -6,7 +6,12 @@
    model's forward includes the autograd pass that makes its score), and the fraction of the peak
    they reach;
 3. where the time goes: the five operators with the most self CPU time in one forward at a
-   middle batch size (``torch.profiler``, which also counts the FLOPs).
+   middle batch size (``torch.profiler``, which also counts the FLOPs);
+4. the same forward with the message-passing blocks compiled (``moldiff.nn.compile``, what the
+   sampling and relaxation actors run by default);
+5. PC sampling of LJ-13 on one thread (the work of one sampling actor): molecule-steps/s of
+   ``sampling.sde.sample_positions`` with dsm_lj13.yaml's network and sampler at 250 molecules
+   per call, eager and compiled.
 
 Cases (the experiment configs' own model settings):
 
@@ -162,27 +167,75 @@ def profile_top(case: Case, batch: int, n: int = 5) -> list[tuple[str, float]]:
 
 
 def measure(case: Case, batches: list[int], seconds: float, peak: float, log) -> list[dict]:
+    import copy
+
+    from moldiff.nn.compile import compile_blocks
+
+    compiled = copy.deepcopy(case.model)
+    n_compiled = compile_blocks(compiled)
     rows = []
     for batch in batches:
         inputs = case.make(batch)
 
-        def forward():
+        def forward(model=case.model):
             with torch.no_grad():
-                case.forward(case.model, *inputs)
+                case.forward(model, *inputs)
 
         def forward_backward():
             case.model.zero_grad(set_to_none=True)
             case.forward(case.model, *inputs).square().mean().backward()
 
         fwd, both = timed(forward, seconds), timed(forward_backward, seconds)
+        # the compiled forward: the first calls at a new shape compile (timed() warms up)
+        fwd_compiled = timed(lambda: forward(compiled), seconds) if n_compiled else float("nan")
         flops = flops_per_molecule(case, batch)
         rate = batch / fwd
         rows.append({"batch": batch, "forward_molecules_per_s": rate, "train_molecules_per_s": batch / both,
+                     "compiled_forward_molecules_per_s": batch / fwd_compiled,
                      "flops_per_molecule": flops, "forward_gflops": flops * rate / 1e9,
-                     "fraction_of_peak": flops * rate / 1e9 / peak})
-        log(f"[throughput] {case.name} batch {batch}: forward {rate:.0f} mol/s, forward+backward "
-            f"{batch / both:.0f} mol/s, {flops / 1e6:.2f} MFLOP/molecule, {rows[-1]['fraction_of_peak']:.1%} of peak")
+                     "fraction_of_peak": flops * rate / 1e9 / peak,
+                     "compiled_fraction_of_peak": flops * batch / fwd_compiled / 1e9 / peak})
+        log(f"[throughput] {case.name} batch {batch}: forward {rate:.0f} mol/s (compiled {batch / fwd_compiled:.0f}), "
+            f"forward+backward {batch / both:.0f} mol/s, {flops / 1e6:.2f} MFLOP/molecule, "
+            f"{rows[-1]['fraction_of_peak']:.1%} of peak")
     return rows
+
+
+def pc_sampling_rate(steps: int, n_molecules: int, work: Path, log) -> dict:
+    """Molecule-steps/s of LJ-13 PC sampling (dsm_lj13.yaml's network and sampler settings) on
+    this thread, eager and with compiled blocks; each timed over ``steps`` PC steps after a
+    warm-up of 3 steps (which compiles)."""
+    from moldiff.models import build_model
+    from moldiff.nn.compile import compile_blocks
+    from moldiff.sampling.sde import sample_positions, template_batch
+
+    cfg = _config("dsm_lj13", [f"data.root={work / 'data'}"])
+    model = build_model(cfg, 0.7).eval()
+    z = np.zeros(13, dtype=np.int64)
+    template = template_batch(z, n_molecules)
+    s = cfg.sampling
+    out = {}
+    for label in ("eager", "compiled"):
+        if label == "compiled":
+            compile_blocks(model)
+
+        def run(n):
+            with torch.no_grad():
+                sample_positions(model, model.schedule, template, sampler=s.sampler, n_steps=n,
+                                 n_corrector=s.n_corrector, snr=s.snr, final_denoise=False,
+                                 generator=torch.Generator().manual_seed(0))
+        run(3)
+        start = time.perf_counter()
+        run(steps)
+        out[label] = n_molecules * steps / (time.perf_counter() - start)
+        log(f"[throughput] PC sampling LJ-13, {label}: {out[label]:.0f} molecule-steps/s "
+            f"({n_molecules} molecules, {s.n_corrector} corrector step(s) per step)")
+    out["n_corrector"] = s.n_corrector
+    return out
+
+
+def _or_dash(value: float, fmt: str = ".0f") -> str:
+    return "—" if not np.isfinite(value) else format(value, fmt)
 
 
 def main(argv=None) -> int:
@@ -195,6 +248,7 @@ def main(argv=None) -> int:
     p.add_argument("--batches", default="1,4,16,64,256")
     p.add_argument("--cases", default=",".join(all_cases))
     p.add_argument("--seconds", type=float, default=1.0, help="timing window per measurement")
+    p.add_argument("--pc-steps", type=int, default=40, help="PC steps timed for the sampling rate (0: skip)")
     p.add_argument("--work", default=str(ROOT / "data" / "throughput"), help="where the small datasets are made")
     p.add_argument("--output", default=str(ROOT / "docs" / "results" / "throughput"))
     args = p.parse_args(argv)
@@ -218,19 +272,37 @@ def main(argv=None) -> int:
         rows = measure(case, batches, args.seconds, peak, log)
         top = profile_top(case, batches[len(batches) // 2])
         md += [f"## {case.name}", "", f"{case.describe} (`{case.config}`).", "",
-               "| batch | forward mol/s | forward + backward mol/s | MFLOP / molecule | forward GFLOP/s | of peak |",
-               "|---|---|---|---|---|---|"]
-        md += [f"| {r['batch']} | {r['forward_molecules_per_s']:.0f} | {r['train_molecules_per_s']:.0f} | "
-               f"{r['flops_per_molecule'] / 1e6:.3f} | {r['forward_gflops']:.2f} | {r['fraction_of_peak']:.1%} |"
-               for r in rows]
+               "| batch | forward mol/s | compiled forward mol/s | forward + backward mol/s | MFLOP / molecule "
+               "| forward GFLOP/s | of peak | compiled, of peak |",
+               "|---|---|---|---|---|---|---|---|"]
+        md += [f"| {r['batch']} | {r['forward_molecules_per_s']:.0f} | {_or_dash(r['compiled_forward_molecules_per_s'])} | "
+               f"{r['train_molecules_per_s']:.0f} | {r['flops_per_molecule'] / 1e6:.3f} | {r['forward_gflops']:.2f} | "
+               f"{r['fraction_of_peak']:.1%} | {_or_dash(r['compiled_fraction_of_peak'], '.1%')} |" for r in rows]
         md += ["", f"Where a forward pass at batch {batches[len(batches) // 2]} spends its time (self CPU time): "
                + ", ".join(f"`{k}` {share:.0%}" for k, share in top) + ".", ""]
         for r in rows:
-            for metric in ("forward_molecules_per_s", "train_molecules_per_s", "flops_per_molecule",
-                           "fraction_of_peak"):
+            for metric in ("forward_molecules_per_s", "compiled_forward_molecules_per_s", "train_molecules_per_s",
+                           "flops_per_molecule", "fraction_of_peak", "compiled_fraction_of_peak"):
+                if not np.isfinite(r[metric]):
+                    continue
                 records.append({"experiment": "throughput", "variant": f"{case.name}_b{r['batch']}", "metric": metric,
                                 "mean": r[metric], "std": 0.0, "n_seeds": 1, "seed_kind": "sampling",
                                 "n_samples": r["batch"], "noise_floor": None, "command": command})
+    if args.pc_steps:
+        n_pc = 250
+        pc = pc_sampling_rate(args.pc_steps, n_pc, Path(args.work), log)
+        md += ["## PC sampling, LJ-13 (one sampling actor's work)", "",
+               f"`sampling.sde.sample_positions` with dsm_lj13.yaml's network and sampler ({pc['n_corrector']} corrector "
+               f"step per predictor step: two network calls per step), {n_pc} molecules per call, "
+               f"{args.pc_steps} steps timed after 3 warm-up steps.", "",
+               "| blocks | molecule-steps / s |", "|---|---|",
+               f"| eager | {pc['eager']:.0f} |", f"| compiled (the actors' default) | {pc['compiled']:.0f} |", "",
+               f"Compiled vs eager: **{pc['compiled'] / pc['eager']:.2f} x**.", ""]
+        for label in ("eager", "compiled"):
+            records.append({"experiment": "throughput", "variant": f"pc_sampling_lj13_{label}",
+                            "metric": "molecule_steps_per_s", "mean": pc[label], "std": 0.0, "n_seeds": 1,
+                            "seed_kind": "sampling", "n_samples": n_pc * args.pc_steps, "noise_floor": None,
+                            "command": command})
     print(write_result(args.output, md, records))
     return 0
 

@@ -433,6 +433,11 @@ class SamplingConfig(_Section):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     batch_size: int = Field(250, ge=1, description="molecules per actor call")
     use_ema: bool = True
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="torch.compile the model's message-passing blocks in every sampling, generation and "
+        "simulation actor (moldiff.nn.compile: 2-4 x faster per call for 10-30 s of compilation per actor; eager "
+        "again with a warning where compilation fails); auto: where an actor has at least 200k molecule network "
+        "calls to make")
     checkpoint: Optional[str] = Field(
         None, description="sample from this run directory's final checkpoint (or this checkpoint directory) "
         "instead of training here: another sampler, other inputs or more samples from a trained model, "
@@ -532,10 +537,16 @@ class RelaxationConfig(_Section):
         0, description="a molecule has converged after a step at predicted index <= k_min (the paper: 0); auto: "
         "for as / jt, the median index the time predictor reads on clean validation structures "
         "(moldiff.relaxation.threshold); outputs with k_min > 0 are labelled <sampler>-kmin<k>")
-    slots: int = Field(64, ge=1, description="molecules relaxed at once per actor (continuous batching)")
+    slots: int = Field(32, ge=1, description="molecules relaxed at once per actor (continuous batching; one CPU "
+                       "thread is fastest per molecule at 16-32 QM9 molecules, benchmarks/relax_throughput.py; a GPU "
+                       "wants hundreds)")
     num_actors: int = Field(2, ge=1, description="Ray actors, each with one model replica")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     inputs: RelaxationInputsConfig = RelaxationInputsConfig()
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="torch.compile the models' message-passing blocks in every relaxation actor "
+        "(moldiff.nn.compile); auto: where an actor relaxes enough inputs for it to pay (at about 100 steps each, "
+        "at least 200k molecule network calls)")
     precision: Literal["float32", "float64"] = Field(
         "float32", description="arithmetic of the relaxation models and samplers (float64: the earlier "
         "default, many times slower on GPUs)")

@@ -30,6 +30,8 @@ class GatedEquivariantBlock(nn.Module):
     """(s [N, F_in], v [N, 3, F_in]) -> (s [N, F_out], v [N, 3, F_out]): vectors are mixed linearly
     and scaled by gates computed from invariants (scalars and vector norms), so they stay equivariant."""
 
+    compile_unit = True            # moldiff.nn.compile
+
     def __init__(self, f_in: int, f_out: int, extra_scalars: int = 0, last: bool = False):
         super().__init__()
         self.mix, self.norm_mix = nn.Linear(f_in, f_out, bias=False), nn.Linear(f_in, f_in, bias=False)

@@ -25,6 +25,8 @@ from .graph import molecule_edges
 
 
 class EGNNLayer(nn.Module):
+    compile_unit = True            # moldiff.nn.compile: fused for sampling and relaxation
+
     def __init__(self, hidden: int, update_features: bool = True, coord_range: Optional[float] = 5.0):
         super().__init__()
         self.update_features = update_features

@@ -31,7 +31,7 @@ class ModelWorker:
     if it sees none), else the CPU. Subclasses add the methods a stage calls."""
 
     def __init__(self, checkpoint_dir: str, use_ema: bool, torch_threads: int, use_gpu: bool,
-                 plugins: dict | None = None):
+                 plugins: dict | None = None, compile: bool = False):
         import torch
 
         from ..plugins import install
@@ -42,7 +42,11 @@ class ModelWorker:
         self.device = local_device(use_gpu)
         self.model, self.cfg, _ = load_model(checkpoint_dir, use_ema=use_ema)
         self.model.to(self.device)
-        print(f"[{type(self).__name__}] model on {describe(device_record(self.device))}", flush=True)
+        compiled = ""
+        if compile:
+            from ..nn.compile import compile_blocks
+            compiled = f", {compile_blocks(self.model)} blocks compiled"
+        print(f"[{type(self).__name__}] model on {describe(device_record(self.device))}{compiled}", flush=True)
 
     def device_record(self) -> dict:
         return device_record(self.device)
@@ -126,27 +130,34 @@ class ActorPool:
         return self.map(submit, len(sizes), landed)
 
 
-def start_workers(cfg, worker: type, checkpoint_dir: str, n_actors: int, stage: str = "sample") -> list:
+def start_workers(cfg, worker: type, checkpoint_dir: str, n_actors: int, stage: str = "sample",
+                  molecule_calls: float | None = None) -> list:
     """``n_actors`` ``worker`` actors, each asking for ``ray.gpus_per_actor`` of a GPU with
-    ``ray.use_gpu``; the devices they hold are recorded in ``<run_dir>/devices.json`` under ``stage``."""
+    ``ray.use_gpu``; the devices they hold are recorded in ``<run_dir>/devices.json`` under ``stage``.
+    ``molecule_calls``: the stage's network calls times molecules, all actors together (for
+    ``sampling.compile: auto``)."""
     import ray
 
+    from ..nn.compile import compile_wanted
+
     r = cfg.ray
+    compile = compile_wanted(cfg.sampling.compile, None if molecule_calls is None else molecule_calls / n_actors)
     Actor = ray.remote(**actor_options(r))(worker)
     from ..plugins import registered
     plugins = registered()
-    actors = [Actor.remote(str(checkpoint_dir), cfg.sampling.use_ema, r.torch_threads, r.use_gpu, plugins)
-              for _ in range(n_actors)]
+    actors = [Actor.remote(str(checkpoint_dir), cfg.sampling.use_ema, r.torch_threads, r.use_gpu, plugins,
+                           compile) for _ in range(n_actors)]
     record_stage_devices(cfg.run_dir, stage, ray.get([a.device_record.remote() for a in actors]))
     return actors
 
 
 @contextmanager
-def model_pool(cfg, worker: type, checkpoint_dir: str, n_actors: int, stage: str = "sample") -> Iterator[ActorPool]:
+def model_pool(cfg, worker: type, checkpoint_dir: str, n_actors: int, stage: str = "sample",
+               molecule_calls: float | None = None) -> Iterator[ActorPool]:
     """A pool of ``n_actors`` ``worker`` actors for one stage (every seed), killed when it ends."""
     import ray
 
-    actors = start_workers(cfg, worker, checkpoint_dir, max(1, n_actors), stage)
+    actors = start_workers(cfg, worker, checkpoint_dir, max(1, n_actors), stage, molecule_calls)
     try:
         yield ActorPool(actors)
     finally:

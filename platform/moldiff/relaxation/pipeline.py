@@ -139,7 +139,7 @@ class RelaxBatch:
 
     def __init__(self, sampler: str, model_dir, time_dir, settings: dict, slots: int, seed: int,
                  torch_threads: int, use_ema: bool, use_gpu: bool = False, precision: str = "float32",
-                 plugins: dict | None = None):
+                 plugins: dict | None = None, compile: bool = False):
         import torch
 
         from ..accelerator import describe, device_record, local_device
@@ -161,8 +161,14 @@ class RelaxBatch:
             self.model = Relaxer(model(model_dir), model(time_dir) if time_dir else None)
         elif self.engine == "force_field":
             self.model = model(model_dir)
+        compiled = ""
+        if compile and self.engine != "classical":
+            from ..nn.compile import compile_blocks
+            networks = [self.model.noise_model, self.model.time_model] if self.engine == "reverse_diffusion" else [self.model]
+            # a joint model is both networks: compiled once
+            compiled = f", {sum(compile_blocks(m) for m in dict.fromkeys(n for n in networks if n is not None))} blocks compiled"
         self.device_name = describe(device_record(self.device))
-        print(f"[relax {sampler}] {precision} on {self.device_name}", flush=True)
+        print(f"[relax {sampler}] {precision} on {self.device_name}{compiled}", flush=True)
 
     def _morered(self, ids, zs, starts, targets) -> list[tuple]:
         from ..sampling.relax import ContinuousRelaxer, RelaxSettings
@@ -286,20 +292,35 @@ def evaluated_labels(rx, run_dir: Path) -> list[str]:
     return labels
 
 
+# network calls per input, for relaxation.compile: auto (ITP from QM9 inputs took ~140 on average)
+TYPICAL_RELAX_STEPS = 100
+REFILLS_PER_BATCH = 8     # a Ray Data batch holds this many slots' worth of inputs
+
+
+def relax_batch_size(n_inputs: int, num_actors: int, slots: int) -> int:
+    """Inputs per Ray Data batch: enough that the actor's slots are refilled from the batch many
+    times over (a batch of exactly ``slots`` inputs drains from full to one molecule and is never
+    refilled), and no more than one actor's share, so every actor gets work."""
+    per_actor = -(-n_inputs // max(1, num_actors))
+    return max(1, min(per_actor, REFILLS_PER_BATCH * slots))
+
+
 def relax_file(inputs: Path, out: Path, sampler: str, model_dir, time_dir, num_actors: int, slots: int, seed: int,
                settings: dict, cpus_per_actor: float = 1.0, torch_threads: int = 1, use_ema: bool = True,
-               gpus_per_actor: float = 0, precision: str = "float32") -> int:
+               gpus_per_actor: float = 0, precision: str = "float32", compile: bool = False,
+               batch_size: int | None = None) -> int:
     """Relax every row of the inputs dataset with ``num_actors`` RelaxBatch actors (each holding
     ``gpus_per_actor`` of a GPU; 0: on CPUs); writes ``out/data.parquet`` atomically and returns the
-    number of rows (always the number of inputs)."""
+    number of rows (always the number of inputs). ``batch_size``: inputs per Ray Data batch
+    (default :func:`relax_batch_size`; benchmarks set it to compare)."""
     import ray
 
     n_inputs = read_dataset(inputs, validate=False)[1].n_molecules
+    batch = batch_size or relax_batch_size(n_inputs, num_actors, slots)
     # read before the actors start: once they hold every CPU, Ray Data's read tasks would wait
     # forever; the relaxed blocks stream back to this driver, which writes them
-    blocks = min(n_inputs, 4 * num_actors)      # enough blocks to keep every actor busy
-    ds = ray.data.read_parquet(str(inputs / "data.parquet")).repartition(blocks).materialize().map_batches(
-        RelaxBatch, batch_format="pyarrow", batch_size=max(slots, -(-n_inputs // blocks)),
+    ds = ray.data.read_parquet(str(inputs / "data.parquet")).repartition(-(-n_inputs // batch)).materialize().map_batches(
+        RelaxBatch, batch_format="pyarrow", batch_size=batch,
         compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=cpus_per_actor,
         # a classical method (RDKit) runs on the CPU: it asks for no GPU
         num_gpus=gpus_per_actor if method(sampler).on_gpu else 0,
@@ -307,7 +328,7 @@ def relax_file(inputs: Path, out: Path, sampler: str, model_dir, time_dir, num_a
                                "settings": settings, "slots": slots, "seed": seed,
                                "torch_threads": torch_threads, "use_ema": use_ema,
                                "use_gpu": gpus_per_actor > 0 and method(sampler).on_gpu, "precision": precision,
-                               "plugins": registered_plugins()})
+                               "plugins": registered_plugins(), "compile": compile})
     tmp = temp_sibling(out)
     tmp.mkdir(parents=True)
     try:

@@ -75,7 +75,8 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
     train, _ = read_dataset(data.train, validate=False)
     import pyarrow.compute as pc
     sizes, probs = size_distribution(pc.list_value_length(train.column("z")).to_numpy())
-    with model_pool(cfg, GeneratorWorker, str(checkpoint), cfg.ray.num_sampling_actors) as pool:
+    calls = len(cfg.sampling.seeds) * cfg.sampling.n_samples * cfg.diffusion.n_steps
+    with model_pool(cfg, GeneratorWorker, str(checkpoint), cfg.ray.num_sampling_actors, molecule_calls=calls) as pool:
         for seed in cfg.sampling.seeds:
             molecules = generate_with_pool(pool, cfg, sizes, probs, seed, log)
             write_molecules(samples_path(run_dir, seed), molecules, cfg, seed)

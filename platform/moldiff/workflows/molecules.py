@@ -123,7 +123,12 @@ class Molecules(Workflow):
         from ..parallel.simulation import pool_size
 
         z = composition(data.train)
-        with model_pool(cfg, SamplerWorker, str(checkpoint), pool_size(cfg)) as pool:
+        s = cfg.sampling
+        calls = len(s.seeds) * s.n_samples * s.n_steps * (1 + (s.n_corrector if s.sampler == "pc" else 0))
+        if cfg.simulation.enabled:              # Langevin: one force call per step and chain
+            sim = cfg.simulation
+            calls += len(s.seeds) * sim.n_chains * (sim.burn_in + sim.n_frames * sim.save_every)
+        with model_pool(cfg, SamplerWorker, str(checkpoint), pool_size(cfg), molecule_calls=calls) as pool:
             for seed in cfg.sampling.seeds:
                 pos = sample_with_pool(pool, cfg, z, seed, log)
                 log(f"[sample] wrote {write_samples(run_dir, seed, z, pos, data, cfg)}")

@@ -30,8 +30,9 @@ from ..data.store import read_dataset
 from ..metrics.relaxation import ERROR_STATS, relaxed_stats
 from ..metrics.report import Report, write_results_page
 from ..relaxation.methods import incompatibility, method
-from ..relaxation.pipeline import (K_MIN_RECORD, checkpoint_dir, evaluated_labels, inputs_path, prepare_inputs,
-                                   relax_file, relaxed_path)
+from ..nn.compile import compile_wanted
+from ..relaxation.pipeline import (K_MIN_RECORD, TYPICAL_RELAX_STEPS, checkpoint_dir, evaluated_labels, inputs_path,
+                                   prepare_inputs, relax_file, relaxed_path)
 from ..relaxation.threshold import resolve_k_min
 
 
@@ -69,7 +70,8 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
             got = relax_file(inputs, out, sampler, model_dir, time_dir, rx.num_actors, rx.slots, seed,
                              {"max_steps": rx.max_steps, "k_min": k_min, "fmax": rx.fmax},
                              cfg.ray.cpus_per_actor, cfg.ray.torch_threads, cfg.sampling.use_ema,
-                             actor_gpus(cfg.ray), rx.precision)
+                             actor_gpus(cfg.ray), rx.precision,
+                             compile_wanted(rx.compile, n_inputs / rx.num_actors * TYPICAL_RELAX_STEPS))
             devices = sorted(set(pq.read_table(out, columns=["device"]).column("device").to_pylist()))
             record_stage_devices(run_dir, f"relax {label} seed {seed}", [{"device": d} for d in devices])
             log(f"[relax] {label}, seed {seed}: wrote {out} ({got} rows, {time.time() - t0:.0f}s, {rx.precision} "
