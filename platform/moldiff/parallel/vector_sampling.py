@@ -18,10 +18,10 @@ from .pool import ActorPool, ModelWorker, chunk_seed, chunk_sizes
 
 class StateWorker(ModelWorker):
     def __init__(self, checkpoint_dir: str, use_ema: bool, torch_threads: int, use_gpu: bool,
-                 plugins: dict | None = None):
+                 plugins: dict | None = None, compile: bool = False):
         from ..diffusion.schedules import build_schedule
 
-        super().__init__(checkpoint_dir, use_ema, torch_threads, use_gpu, plugins)
+        super().__init__(checkpoint_dir, use_ema, torch_threads, use_gpu, plugins, compile)
         self.schedule = build_schedule(self.cfg.diffusion)
 
     def sample(self, n: int, dim: int, seed: int, n_steps: int, label: str) -> np.ndarray:

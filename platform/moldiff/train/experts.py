@@ -16,7 +16,7 @@ from ..config import ConfigError, ExperimentConfig, apply_overrides, validate_co
 from ..data.sources import PreparedData
 from ..plugins import registered as registered_plugins
 from .checkpoint import CheckpointError, load_meta, save_mixture
-from .trainer import FINAL_CHECKPOINT, train
+from .trainer import FINAL_CHECKPOINT, train, training_dataset
 
 
 def expert_configs(cfg: ExperimentConfig) -> list[ExperimentConfig]:
@@ -83,11 +83,11 @@ def _finished(cfg: ExperimentConfig) -> bool:
         return False
 
 
-def _train_expert(cfg_json: dict, data: PreparedData, plugins: dict | None = None) -> str:
+def _train_expert(cfg_json: dict, data: PreparedData, plugins: dict | None = None, dataset=None) -> str:
     from ..plugins import install
     install(plugins)
     cfg = validate_config(cfg_json, source="expert config")
-    return str(train(cfg, data, lambda m: print(m, flush=True)))
+    return str(train(cfg, data, lambda m: print(m, flush=True), dataset=dataset))
 
 
 def train_experts(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] = print) -> Path:
@@ -104,6 +104,9 @@ def train_experts(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str]
     # the task only drives its trainer; the trainer's workers hold the CPUs (Ray lends a task's CPU
     # back while it blocks, but a driver that holds none never stands in a worker's way)
     task = ray.remote(num_cpus=0, scheduling_strategy="DEFAULT")(_train_expert)
+    # every expert trains on the same split: read it into the object store once, here, while the
+    # CPUs are free (an expert that read it itself would wait for a CPU its running siblings hold)
+    shared = training_dataset(configs[0], data) if todo and configs[0].data.materialize else None
     pending: dict = {}
     t0 = time.time()
     while todo or pending:
@@ -113,7 +116,7 @@ def train_experts(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str]
             lo, hi = c.training.time_interval
             log(f"[experts] expert {i} on t in [{lo:g}, {hi:g}): {describe_expert(c)}, {c.training.epochs} epochs "
                 f"-> {c.run_dir}")
-            pending[task.remote(c.model_dump(mode="json"), data, registered_plugins())] = i
+            pending[task.remote(c.model_dump(mode="json"), data, registered_plugins(), shared)] = i
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
             i = pending.pop(ref)

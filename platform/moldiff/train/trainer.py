@@ -45,18 +45,25 @@ def storage_path(cfg: ExperimentConfig) -> Path | str:
     return Path(given).expanduser().resolve() / cfg.name
 
 
-def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] = print,
-          loop: Callable[[dict], None] = train_loop_per_worker) -> Path:
-    """Fit with Ray Train; returns the run's final checkpoint directory (``<run_dir>/checkpoints/final``).
-    ``loop``: the per-worker function (tests wrap the real one to watch what it does)."""
+def training_dataset(cfg: ExperimentConfig, data: PreparedData):
+    """The training split as a Ray Dataset (read into the object store once with ``data.materialize``)."""
     import ray
-    import ray.train
-    from ray.train.torch import TorchTrainer
 
     ray.data.DataContext.get_current().enable_progress_bars = False
     dataset = ray.data.read_parquet(str(data.train / DATA_FILE))
-    if cfg.data.materialize:
-        dataset = dataset.materialize()
+    return dataset.materialize() if cfg.data.materialize else dataset
+
+
+def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] = print,
+          loop: Callable[[dict], None] = train_loop_per_worker, dataset=None) -> Path:
+    """Fit with Ray Train; returns the run's final checkpoint directory (``<run_dir>/checkpoints/final``).
+    ``loop``: the per-worker function (tests wrap the real one to watch what it does). ``dataset``:
+    the training split already read (:func:`training_dataset`; experts share one), else read here."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    if dataset is None:
+        dataset = training_dataset(cfg, data)
     n_train = data.train_manifest.n_molecules
     workers = cfg.ray.num_workers
     if n_train < workers:
