@@ -401,6 +401,11 @@ class TrainingConfig(_Section):
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     report_every: int = Field(1, ge=1, description="epochs between reports to Ray Train (each is a barrier "
                               "across workers); epochs with a checkpoint always report")
+    report_interval_s: float = Field(
+        2.0, ge=0, description="and at least this many seconds of training (mean over workers) between reports: "
+        "a report waits for the Train controller's next poll (ray.train_poll_interval_s), which for epochs of "
+        "a fraction of a second cost up to a fifth of the time (benchmarks/train_overhead.py); 0: every "
+        "report_every epochs")
     keep_checkpoints: int = Field(2, ge=1)
     max_failures: int = Field(0, ge=-1, description="times Ray Train restarts the workers after one dies (a node "
                               "lost, a process killed, also an error in the training code), each time from the last checkpoint; -1 = no limit; "

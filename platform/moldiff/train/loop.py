@@ -193,6 +193,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     started = time.time()          # when this worker began training (not when its run was submitted)
 
     step_losses = StepValues(every=10)
+    since_report = 0.0                           # seconds of training since the last report
     for epoch in range(start_epoch, tc.epochs):
         generator.manual_seed(epoch_seed(cfg.seed, rank, epoch))
         t0, logged, n_mols = time.time(), EpochLogs(device), 0
@@ -217,8 +218,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
             logged.add(logs)
             if writer is not None:
                 step_losses.add(step, logs["loss"])
+        logged.add({"epoch_seconds": time.time() - t0})
         metrics = logged.means(world)            # the epoch's one wait for the device
         elapsed = time.time() - t0
+        # the mean over workers, so every rank takes the same report decision below
+        since_report += metrics["epoch_seconds"]
         if writer is not None:
             for s, value in step_losses.drain():
                 writer.add_scalar("train/loss_step", value, s)
@@ -232,8 +236,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
             if (epoch + 1) % print_every == 0 or is_last or epoch == start_epoch:
                 print(f"[train] epoch {epoch + 1}/{tc.epochs} step {step} loss {metrics.get('loss', float('nan')):.4f} "
                       f"lr {metrics['lr']:.2e} {metrics['molecules_per_s']:.0f} mol/s", flush=True)
-        if not (wants_checkpoint or (epoch + 1) % tc.report_every == 0):
+        if not (wants_checkpoint or ((epoch + 1) % tc.report_every == 0 and since_report >= tc.report_interval_s)):
             continue
+        since_report = 0.0
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
