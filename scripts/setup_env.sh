@@ -11,8 +11,10 @@ fi
 stamp=.venv/.moldiff-requirements
 want=$(cat requirements/cpu.txt requirements/test.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "[setup] installing the pinned requirements (2-3 minutes the first time)"
-  .venv/bin/pip install --quiet --disable-pip-version-check \
+  echo "[setup] installing the pinned requirements (about a minute the first time)"
+  # --no-compile: byte-compiling every module of torch and Ray up front took half the install;
+  # Python compiles what it imports, when it first imports it
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-compile \
       -r requirements/cpu.txt -r requirements/test.txt -e .
   echo "$want" > "$stamp"
 else
