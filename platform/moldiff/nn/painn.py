@@ -66,10 +66,10 @@ class PaiNNMessage(nn.Module):
         self.phi = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden))
         self.filter = nn.Linear(n_rbf, 3 * hidden)
 
-    def forward(self, s, v, edges, radial, unit):
-        """``radial`` [E, 3F]: this block's filter W(d_ij) f_c(d_ij) (``PaiNN.radial_filters``)."""
+    def forward(self, s, v, edges, rbf, fcut, unit):
         src, dst = edges
-        x = self.phi(s)[src] * radial                                          # [E, 3F]
+        # the filter inside the block: compiled, its cutoff product fuses with the message's
+        x = self.phi(s)[src] * self.filter(rbf) * fcut.unsqueeze(-1)          # [E, 3F]
         ds, dvv, dvs = torch.split(x, self.hidden, dim=-1)
         dv = v[src] * dvv.unsqueeze(1) + unit.unsqueeze(-1) * dvs.unsqueeze(1)  # [E, 3, F]
         s = s + torch.zeros_like(s).index_add_(0, dst, ds)
@@ -141,20 +141,11 @@ class PaiNN(nn.Module):
         # clamp before the sqrt: finite gradients even for coincident atoms
         d = torch.sqrt((r ** 2).sum(-1).clamp_min(1e-12))
         unit = r / d.unsqueeze(-1)
-        radial = self.radial_filters(d)
-        for message, update, filter_ij in zip(self.messages, self.updates, radial):
-            s, v = message(s, v, edges, filter_ij, unit)
+        rbf, fcut = self.rbf(d), cosine_cutoff(d, self.cutoff)
+        for message, update in zip(self.messages, self.updates):
+            s, v = message(s, v, edges, rbf, fcut, unit)
             s, v = update(s, v)
         return s, v
-
-    def radial_filters(self, d: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Every block's W(d_ij) f_c(d_ij) [E, 3F] from one GEMM over the blocks' stacked filter
-        weights (one pass over the [E, n_rbf] basis instead of one per block)."""
-        filters = [m.filter for m in self.messages]
-        weight = torch.cat([f.weight for f in filters])
-        bias = torch.cat([f.bias for f in filters])
-        radial = nn.functional.linear(self.rbf(d), weight, bias) * cosine_cutoff(d, self.cutoff).unsqueeze(-1)
-        return radial.split(3 * self.hidden, dim=-1)
 
     def vector_output(self, v: torch.Tensor) -> torch.Tensor:
         """[N, 3, F] -> [N, 3]: bias-free linear combination of the vector features."""
