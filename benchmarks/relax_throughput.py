@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         # the fixed cost of a pipeline call (Ray Data, starting two actors, loading and compiling the
         # model), estimated by a call on a few inputs; the steady rate is what the rest adds
         few = Path(tmp) / "few"
-        n_few = min(n, 2 * chosen)
+        n_few = min(n, 8)
         write_dataset(few, table.slice(0, n_few), Manifest(**{**manifest.__dict__, "name": "throughput-few"}))
         t0 = time.time()
         relax_file(few, Path(tmp) / "out_few", args.sampler, checkpoint, time_dir, 2, chosen, 0, settings,

@@ -321,7 +321,9 @@ def relax_file(inputs: Path, out: Path, sampler: str, model_dir, time_dir, num_a
     # forever; the relaxed blocks stream back to this driver, which writes them
     ds = ray.data.read_parquet(str(inputs / "data.parquet")).repartition(-(-n_inputs // batch)).materialize().map_batches(
         RelaxBatch, batch_format="pyarrow", batch_size=batch,
-        compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=cpus_per_actor,
+        # one batch per actor at a time: an actor queues no batch while another actor sits idle
+        # (Ray Data's default let the first ready actor take both batches of a 2-actor run)
+        compute=ray.data.ActorPoolStrategy(size=num_actors, max_tasks_in_flight_per_actor=1), num_cpus=cpus_per_actor,
         # a classical method (RDKit) runs on the CPU: it asks for no GPU
         num_gpus=gpus_per_actor if method(sampler).on_gpu else 0,
         fn_constructor_kwargs={"model_dir": model_dir, "time_dir": time_dir, "sampler": sampler,
