@@ -119,7 +119,7 @@ def main() -> int:
         "per expert the ideal is the sum of the expert times over the longest one.",
     ]
     record = {"experiment": "experts_parallel", "variant": f"max_concurrent_1_vs_{parallel}",
-              "metric": "wall_time_ratio", "mean": ratio, "std": None, "n_seeds": 1, "n_samples": 1,
+              "metric": "wall_time_ratio", "mean": ratio, "std": None, "n_seeds": 1, "seed_kind": "training", "n_samples": 1,
               "noise_floor": None, "command": command,
               "details": {"sequential_wall_s": seq_wall, "parallel_wall_s": par_wall, "parallel": parallel,
                           "ideal_ratio": ideal, "sequential_expert_s": seq_each, "parallel_finish_s": par_done,

@@ -85,11 +85,11 @@ def main() -> int:
             for c, s in passes.items()], "",
           f"**Ratio (2 at a time over 1 at a time, trials per hour): {ratio:.2f}.**"]
     records = [{"experiment": "sweep_throughput", "variant": f"{c}_concurrent", "metric": "trials_per_hour",
-                "mean": 3600 * args.trials / s, "std": 0.0, "n_seeds": 1, "n_samples": args.trials,
+                "mean": 3600 * args.trials / s, "std": 0.0, "n_seeds": 1, "seed_kind": "training", "n_samples": args.trials,
                 "noise_floor": None, "command": command,
                 **{f"mean_{st}_seconds": v for st, v in stages[c].items()}} for c, s in passes.items()]
     records.append({"experiment": "sweep_throughput", "variant": "2_over_1", "metric": "throughput_ratio",
-                    "mean": ratio, "std": 0.0, "n_seeds": 1, "n_samples": args.trials, "noise_floor": None,
+                    "mean": ratio, "std": 0.0, "n_seeds": 1, "seed_kind": "training", "n_samples": args.trials, "noise_floor": None,
                     "command": command})
     print(write_result(args.output, md, records))
     return 0
