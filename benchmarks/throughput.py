@@ -97,37 +97,39 @@ def _molecule_batches(cfg, log) -> Callable[[int], object]:
     return make
 
 
+# molecular cases: (config, its data overrides, sigma_data, description of the model, time input?)
+MOLECULE_CASES = {
+    "egnn_lj13": ("dsm_lj13", ["data.lj.reference.n_chains=32", "data.train.n_frames=256"], 0.7,
+                  lambda m: f"EGNN {m.hidden}x{m.layers}, 13 atoms, fully connected", True),
+    "branched_egnn_qm9": ("unigem_qm9", [f"data.qm9.csv_dir={FIXTURES}"], 1.0,
+                          lambda m: f"two-branch EGNN {m.hidden}x{m.layers}, QM9 molecules (<= 8 heavy atoms)", True),
+    "painn_qm9": ("morered_qm9", [f"data.qm9.csv_dir={FIXTURES}"], 1.0,
+                  lambda m: f"PaiNN {m.hidden}x{m.layers} (noise and time heads), cutoff {m.cutoff:g} A, QM9 molecules",
+                  False),
+}
+
+# networks on state vectors: (config, state dimension)
+STATE_CASES = {"graph_transformer_alanine": ("fp_alanine", 15), "mlp_muller_brown": ("fp_muller_brown", 2)}
+
+
 def build_cases(names: list[str], work: Path, log) -> list[Case]:
     from moldiff.models import build_model
 
     cases = []
     data_root = f"data.root={work / 'data'}"
     for name in names:
-        if name == "egnn_lj13":
-            cfg = _config("dsm_lj13", [data_root, "data.lj.reference.n_chains=32", "data.train.n_frames=256"])
+        if name in MOLECULE_CASES:
+            config, overrides, sigma, describe, timed_input = MOLECULE_CASES[name]
+            cfg = _config(config, [data_root, *overrides])
             graphs = _molecule_batches(cfg, log)
-            model = build_model(cfg, 0.7)
-            cases.append(Case(name, "dsm_lj13.yaml", f"EGNN {cfg.model.hidden}x{cfg.model.layers}, 13 atoms, fully "
-                              "connected", lambda b, g=graphs: (g(b), torch.full((b,), 0.3)),
-                              lambda m, g, t: m(g, t)["eps"], model))
-        elif name == "branched_egnn_qm9":
-            cfg = _config("unigem_qm9", [data_root, f"data.qm9.csv_dir={FIXTURES}"])
-            graphs = _molecule_batches(cfg, log)
-            model = build_model(cfg, 1.0)
-            cases.append(Case(name, "unigem_qm9.yaml", f"two-branch EGNN {cfg.model.hidden}x{cfg.model.layers}, QM9 "
-                              "molecules (<= 8 heavy atoms)", lambda b, g=graphs: (g(b), torch.full((b,), 0.3)),
-                              lambda m, g, t: m(g, t)["eps"], model))
-        elif name == "painn_qm9":
-            cfg = _config("morered_qm9", [data_root, f"data.qm9.csv_dir={FIXTURES}"])
-            graphs = _molecule_batches(cfg, log)
-            model = build_model(cfg, 1.0)
-            cases.append(Case(name, "morered_qm9.yaml", f"PaiNN {cfg.model.hidden}x{cfg.model.layers} (noise and time "
-                              f"heads), cutoff {cfg.model.cutoff:g} A, QM9 molecules", lambda b, g=graphs: (g(b),),
-                              lambda m, g: m(g)["eps"], model))
-        elif name in ("graph_transformer_alanine", "mlp_muller_brown"):
-            config = "fp_alanine" if name == "graph_transformer_alanine" else "fp_muller_brown"
+            if timed_input:
+                make, forward = (lambda b, g=graphs: (g(b), torch.full((b,), 0.3))), (lambda m, g, t: m(g, t)["eps"])
+            else:
+                make, forward = (lambda b, g=graphs: (g(b),)), (lambda m, g: m(g)["eps"])
+            cases.append(Case(name, f"{config}.yaml", describe(cfg.model), make, forward, build_model(cfg, sigma)))
+        elif name in STATE_CASES:
+            config, dim = STATE_CASES[name]
             cfg = _config(config, [data_root])
-            dim = 15 if name == "graph_transformer_alanine" else 2
             model = build_model(cfg, 1.0, dim)
             what = "score by autograd" if cfg.model.conservative else "score network"
             cases.append(Case(name, f"{config}.yaml", f"{cfg.model.backbone} on {dim}-D states ({what})",
@@ -243,7 +245,7 @@ def main(argv=None) -> int:
 
     from moldiff.runtime import log
 
-    all_cases = ["egnn_lj13", "branched_egnn_qm9", "painn_qm9", "graph_transformer_alanine", "mlp_muller_brown"]
+    all_cases = [*MOLECULE_CASES, *STATE_CASES]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batches", default="1,4,16,64,256")
     p.add_argument("--cases", default=",".join(all_cases))
