@@ -165,8 +165,8 @@ class RelaxBatch:
         if compile and self.engine != "classical":
             from ..nn.compile import compile_blocks
             networks = [self.model.noise_model, self.model.time_model] if self.engine == "reverse_diffusion" else [self.model]
-            # a joint model is both networks: compiled once
-            compiled = f", {sum(compile_blocks(m) for m in dict.fromkeys(n for n in networks if n is not None))} blocks compiled"
+            # a joint model is both networks; compile_blocks skips blocks already compiled
+            compiled = f", {sum(compile_blocks(n) for n in networks if n is not None)} blocks compiled"
         self.device_name = describe(device_record(self.device))
         print(f"[relax {sampler}] {precision} on {self.device_name}{compiled}", flush=True)
 
@@ -292,7 +292,7 @@ def evaluated_labels(rx, run_dir: Path) -> list[str]:
     return labels
 
 
-# network calls per input, for relaxation.compile: auto (ITP from QM9 inputs took ~140 on average)
+# network calls per input, for relaxation.compile: auto (ITP on the benchmark's QM9 inputs: ~106)
 TYPICAL_RELAX_STEPS = 100
 REFILLS_PER_BATCH = 8     # a Ray Data batch holds this many slots' worth of inputs
 
