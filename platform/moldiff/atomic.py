@@ -6,6 +6,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Callable
 
 
 def temp_sibling(path: Path, suffix: str = "") -> Path:
@@ -24,7 +25,15 @@ def replace_directory(tmp: Path, dst: Path) -> None:
         os.replace(tmp, dst)
 
 
-def write_text(path: Path, text: str) -> None:
+def write_file(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` writes the file's content at a temporary sibling, which then replaces ``path``."""
     tmp = temp_sibling(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_file(path, lambda tmp: tmp.write_text(text))

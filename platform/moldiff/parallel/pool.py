@@ -61,22 +61,25 @@ class ModelWorker:
         """Langevin in the data's units with F(x) = kT s(x / scale, t_sim) / scale from ``starts``
         [chains, D], on this actor's device (chains, noise and forces stay there; frames are
         written to ``out_dir`` block by block as they are made, and returned [n_frames, chains, D])."""
-        import os
         from pathlib import Path
 
         import torch
 
+        from ..atomic import write_file
         from ..sampling.langevin import LangevinSettings, langevin
         from ..sampling.vector import learned_forces
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
 
+        def save(frames):
+            def to(tmp):
+                with open(tmp, "wb") as fh:          # a handle: np.save would append .npy to the temp name
+                    np.save(fh, frames)
+            return to
+
         def write(first, frames):
-            tmp = out / f".block_{first:08d}.npy.tmp"
-            with open(tmp, "wb") as fh:
-                np.save(fh, frames)
-            os.replace(tmp, out / f"block_{first:08d}.npy")
+            write_file(out / f"block_{first:08d}.npy", save(frames))
 
         model, scale = self.flat_model(z)
         s = LangevinSettings(kT=kT, **settings)

@@ -13,14 +13,13 @@ training mean for every molecule (what a model that learned nothing scores).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from . import Workflow, register
-from ..atomic import temp_sibling
+from ..atomic import write_file
 from ..config import ExperimentConfig
 from ..data.records import PROPERTY_PREFIX, build_table
 from ..data.sources import PreparedData
@@ -55,9 +54,8 @@ def write_molecules(path: Path, molecules: list, cfg: ExperimentConfig, seed: in
                                    "sampling": cfg.sampling.model_dump(mode="json")})
     write_dataset(path, table, manifest)
     xyz = path.parent / f"seed_{seed}.extxyz"
-    tmp = temp_sibling(xyz)
-    ase_write(tmp, [Atoms(numbers=molecules[i][0], positions=molecules[i][1]) for i in finite], format="extxyz")
-    os.replace(tmp, xyz)
+    write_file(xyz, lambda tmp: ase_write(tmp, [Atoms(numbers=molecules[i][0], positions=molecules[i][1])
+                                                 for i in finite], format="extxyz"))
 
 
 def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, run_dir: Path,

@@ -12,7 +12,6 @@ way (entries ``sim_<metric>``, labelled mode sim; the iid samples' keep their na
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -43,7 +42,7 @@ def write_samples(run_dir: Path, seed: int, z: np.ndarray, pos: np.ndarray, data
     from ase import Atoms
     from ase.io import write as ase_write
 
-    from ..atomic import temp_sibling
+    from ..atomic import write_file
     from ..data.records import build_table
     from ..data.store import Manifest, write_dataset
 
@@ -73,9 +72,7 @@ def write_samples(run_dir: Path, seed: int, z: np.ndarray, pos: np.ndarray, data
             atoms.info["energy"] = float(energy[i])
         frames.append(atoms)
     xyz = path.parent / f"{path.name}.extxyz"
-    tmp = temp_sibling(xyz)
-    ase_write(tmp, frames, format="extxyz")
-    os.replace(tmp, xyz)
+    write_file(xyz, lambda tmp: ase_write(tmp, frames, format="extxyz"))
     return path
 
 
