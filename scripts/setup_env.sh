@@ -11,10 +11,11 @@ fi
 stamp=.venv/.moldiff-requirements
 want=$(cat requirements/cpu.txt requirements/test.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "[setup] installing the pinned requirements (about a minute the first time)"
-  # --no-compile: byte-compiling every module of torch and Ray up front took half the install;
-  # Python compiles what it imports, when it first imports it
-  .venv/bin/pip install --quiet --disable-pip-version-check --no-compile \
+  echo "[setup] installing the pinned requirements (1-2 minutes the first time)"
+  # pip byte-compiles as it installs (half the install time here), and that must stay: where
+  # PYTHONDONTWRITEBYTECODE is set (this project's machines set it), a package installed with
+  # --no-compile is compiled from source again by every process that imports it
+  .venv/bin/pip install --quiet --disable-pip-version-check \
       -r requirements/cpu.txt -r requirements/test.txt -e .
   echo "$want" > "$stamp"
 else
