@@ -23,7 +23,7 @@ if [ -x .venv/bin/python ] && .venv/bin/python -c "import torch, sys; sys.exit(n
 elif [ -d "$KIT/wheels" ]; then
   site=${TMPDIR:-/tmp}/moldiff-gpu-kit
   echo "[gpu_check] installing $KIT/wheels into $site (no network needed)"
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --disable-pip-version-check \
+  "$PY" -m pip install -q --no-index --no-deps --no-cache-dir --disable-pip-version-check \
       --upgrade --target "$site" "$KIT"/wheels/*.whl
   export PYTHONPATH="$site:$PWD/platform${PYTHONPATH:+:$PYTHONPATH}"
   export PATH="$site/bin:$PATH"
