@@ -124,7 +124,7 @@ def test_joint_and_predictor_objectives_train_their_outputs():
         model = unigem_model(mode=mode)
         loss, _ = UniGEMObjective(SCHEDULE, UniGEMSettings(), mode, norm)(model, graphs, torch.Generator().manual_seed(0))
         loss.backward()
-        head = model.type_noise_head if mode == "joint" else model.prop_graph
+        head = model.type_noise_head if mode == "joint" else model.property_head.graph
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
 
 

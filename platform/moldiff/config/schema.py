@@ -372,7 +372,9 @@ class ObjectiveConfig(_Section):
                                     "outside the package (validated by its spec's settings model)")
     terms: list[str] = Field(default_factory=list, description="terms added to the objective's loss "
                              "(moldiff.objectives.terms): fokker_planck (the weak FP residual of a conservative "
-                             "molecular model, weight objective.fokker_planck.alpha)")
+                             "molecular model, weight objective.fokker_planck.alpha); property (UniGEM's property "
+                             "head on a MoreRed network, settings objective.unigem.property / prop_weight / "
+                             "prop_loss)")
 
     @property
     def variant(self) -> str:

@@ -7,6 +7,9 @@
 * ``joint`` (MoreRed-JT): one representation with both heads, the noise head conditioned on the
   time head's own per-atom prediction (not detached, so the noise loss trains the time head too).
 
+Any kind may also carry UniGEM's property head (``predict_property``; ``objective.terms: [property]``),
+read from the same invariant features: the property of a molecule from its (noisy) structure.
+
 ``predict_index`` averages the clamped per-atom times over each molecule and rounds to an index;
 ``Relaxer`` pairs a noise and a time model (ITP / AS) or wraps a joint one (JT) behind the interface
 the relaxation samplers use (``sampling.relax``).
@@ -22,6 +25,7 @@ from ..data.batch import GraphBatch
 from ..diffusion.process import remove_mean
 from ..diffusion.schedules import PolynomialSchedule
 from ..nn.painn import PaiNN
+from .unigem import PropertyHead
 
 KINDS = ("noise", "time", "joint")
 
@@ -48,7 +52,7 @@ class GatedEquivariantBlock(nn.Module):
 
 class MoreRedModel(nn.Module):
     def __init__(self, kind: str, schedule: PolynomialSchedule, hidden: int = 128, layers: int = 3, n_rbf: int = 20,
-                 cutoff: float = 5.0, max_z: int = 100):
+                 cutoff: float = 5.0, max_z: int = 100, predict_property: bool = False):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -62,6 +66,7 @@ class MoreRedModel(nn.Module):
         if kind in ("noise", "joint"):
             self.noise_head = nn.ModuleList([GatedEquivariantBlock(hidden, h2, extra_scalars=1),
                                              GatedEquivariantBlock(h2, 1, extra_scalars=1, last=True)])
+        self.property_head = PropertyHead(hidden) if predict_property else None
 
     @property
     def n_steps(self) -> int:
@@ -69,7 +74,8 @@ class MoreRedModel(nn.Module):
 
     def forward(self, graphs: GraphBatch, k: Optional[torch.Tensor] = None) -> dict:
         """``k`` [B]: the true time index (noise model); ignored by the joint model, which uses its own
-        time head. Returns {"eps": [N, 3]} and/or {"time": [N]} (per-atom, unclamped)."""
+        time head. Returns {"eps": [N, 3]} and/or {"time": [N]} (per-atom, unclamped), and {"prop": [B]}
+        (normalised) with a property head."""
         s, v = self.representation(graphs.z, graphs.pos, graphs.batch, graphs.n_atoms)
         out = {}
         if self.time_head is not None:
@@ -85,6 +91,8 @@ class MoreRedModel(nn.Module):
             for block in self.noise_head:
                 h, vec = block(h, vec, t_atom.unsqueeze(-1))
             out["eps"] = remove_mean(vec.squeeze(-1), graphs.batch, graphs.n_atoms)
+        if self.property_head is not None:
+            out["prop"] = self.property_head(s, graphs)
         return out
 
     def index_from_time(self, time_atom: torch.Tensor, graphs: GraphBatch) -> torch.Tensor:

@@ -94,11 +94,13 @@ def build_generator(cfg: ExperimentConfig, sigma_data: float = 1.0):
 
 
 def build_morered(cfg: ExperimentConfig, sigma_data: float = 1.0):
-    """MoreRed's PaiNN noise / time / joint network."""
+    """MoreRed's PaiNN noise / time / joint network (with UniGEM's property head when
+    ``objective.terms`` has property)."""
+    from ..objectives.terms import wants_head
     from .morered import MoreRedModel
     m = cfg.model
     return MoreRedModel(cfg.objective.morered.kind, build_schedule(cfg.diffusion), m.hidden, m.layers, m.n_rbf,
-                        m.cutoff, m.max_atomic_number)
+                        m.cutoff, m.max_atomic_number, predict_property=wants_head(cfg, "property"))
 
 
 def build_force_field(cfg: ExperimentConfig, sigma_data: float = 1.0):

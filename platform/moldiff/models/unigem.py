@@ -42,6 +42,20 @@ def mlp(hidden: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, out))
 
 
+class PropertyHead(nn.Module):
+    """UniGEM's property head: an atom-wise MLP, summed over each molecule, then a molecule-wise MLP
+    to one (normalised) value: invariant features [N, F] -> [B]."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.node, self.graph = mlp(hidden, hidden), mlp(hidden, 1)
+
+    def forward(self, h: torch.Tensor, graphs: GraphBatch) -> torch.Tensor:
+        per_atom = self.node(h)
+        pooled = torch.zeros(graphs.num_graphs, per_atom.shape[-1], dtype=h.dtype, device=h.device)
+        return self.graph(pooled.index_add_(0, graphs.batch, per_atom)).squeeze(-1)
+
+
 class MoleculeGenerator(nn.Module):
     # DDP: a batch that lies all on one side of the nucleation step leaves a branch (and the heads
     # of the other phase) without gradients
@@ -57,13 +71,20 @@ class MoleculeGenerator(nn.Module):
         self.nucleation_step, self.elements, self.type_scale = int(nucleation_step), tuple(elements), float(type_scale)
         hidden, n_types = backbone.hidden, len(self.elements)
         self.type_head = mlp(hidden, n_types) if mode == "unigem" and predict_types else None
-        self.prop_node = mlp(hidden, hidden) if mode == "predictor" or (mode == "unigem" and predict_property) else None
-        self.prop_graph = mlp(hidden, 1) if self.prop_node is not None else None
+        self.property_head = PropertyHead(hidden) if mode == "predictor" or (mode == "unigem" and predict_property) \
+            else None
         self.type_noise_head = nn.Linear(hidden, n_types) if mode == "joint" else None
 
     @property
     def n_types(self) -> int:
         return len(self.elements)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the property head was a module of its own (prop_node, prop_graph)
+        for old, new in (("prop_node.", "property_head.node."), ("prop_graph.", "property_head.graph.")):
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def growth(self, t: torch.Tensor) -> torch.Tensor:
         """[B] bool: molecules in the growth phase (step <= nucleation step) take the growth branch."""
@@ -87,10 +108,8 @@ class MoleculeGenerator(nn.Module):
             out["type_out"] = self.type_head(h)
         if self.type_noise_head is not None:
             out["eps_types"] = self.type_noise_head(h)
-        if self.prop_node is not None:
-            per_atom = self.prop_node(h)
-            pooled = torch.zeros(graphs.num_graphs, per_atom.shape[-1], dtype=h.dtype, device=h.device)
-            out["prop"] = self.prop_graph(pooled.index_add_(0, graphs.batch, per_atom)).squeeze(-1)
+        if self.property_head is not None:
+            out["prop"] = self.property_head(h, graphs)
         return out
 
     def decode_types(self, out: dict, features: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -8,26 +8,34 @@ sqrt(1 - abar_s) eps with x_0 and eps centred per molecule, and
   time:   L_time = mean over atoms of (g_i(x_k) - k / (T - 1))^2   (per-atom target, as the code)
   joint:  eta L_DDPM + (1 - eta) L_time, the noise head on the time head's own prediction.
 
+The time loss is the ``diffusion_time`` head term (``objectives.heads``); ``heads`` adds others on
+the same noisy pass (``objective.terms: [property]``: UniGEM's property head, so the network also
+predicts a molecule's property from its unrelaxed structure), each with its own weight.
+
 ``t_max`` restricts training to k < t_max (relaxation inputs sit at small k; the dense t > 850
 regime, where the paper's training blew up without clipping, is then never seen).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
 from ..data.batch import GraphBatch
 from ..diffusion.process import centred_noise, per_atom, remove_mean
+from .heads import DiffusionTimeLoss, Head, HeadPass, head_losses
 
 
 class MoreRedObjective:
-    def __init__(self, schedule, kind: str, eta: float = 0.9, t_max: Optional[int] = None):
+    def __init__(self, schedule, kind: str, eta: float = 0.9, t_max: Optional[int] = None,
+                 heads: Sequence[Head] = ()):
         if not 0 < eta < 1 and kind == "joint":
             raise ValueError(f"eta must lie in (0, 1), got {eta}")
         self.schedule, self.kind, self.eta = schedule, kind, eta
         self.t_max = schedule.n_steps if t_max is None else min(int(t_max), schedule.n_steps)
         self.name = f"morered_{kind}"
+        time_weight = 1.0 if kind == "time" else 1 - eta
+        self.heads = [Head("diffusion_time", time_weight, DiffusionTimeLoss()), *heads]
 
     def time_target(self, k: torch.Tensor) -> torch.Tensor:
         return k.float() / (self.schedule.n_steps - 1)
@@ -47,9 +55,10 @@ class MoreRedObjective:
             ddpm = ((out["eps"] - eps) ** 2).mean()
             logs["ddpm"] = ddpm.detach()
             loss = ddpm if self.kind == "noise" else self.eta * ddpm
-        if "time" in out:
-            time = ((out["time"] - self.time_target(k)[graphs.batch].to(out["time"].dtype)) ** 2).mean()
-            logs["time"] = time.detach()
-            loss = time if self.kind == "time" else loss + (1 - self.eta) * time
+        core = model.module if hasattr(model, "module") else model
+        heads, head_logs = head_losses(self.heads, HeadPass(graphs, out, self.time_target(k), core))
+        if heads is not None:
+            loss = loss + heads
+        logs.update(head_logs)
         logs["loss"] = loss.detach()
         return loss, logs

@@ -47,6 +47,8 @@ class ObjectiveSpec:
     # (cfg, sigma_data) -> the model, for objectives with a model of their own; None: the data kind's
     # (models.registry.build_model: an epsilon / energy model on the configured backbone)
     build_model: Optional[Callable[[ExperimentConfig, float], Any]] = None
+    # whether it evaluates head terms (objective.terms with TermSpec.head) on its own noisy pass
+    takes_heads: bool = False
 
     def problems(self, cfg: ExperimentConfig) -> list[str]:
         from ..config import SOURCE_KINDS
@@ -141,8 +143,9 @@ def _unigem(cfg, dataset_kT, extras):
 
 def _morered(cfg, dataset_kT, extras):
     from .morered import MoreRedObjective
+    from .terms import head_terms
     mr = cfg.objective.morered
-    return MoreRedObjective(build_schedule(cfg.diffusion), mr.kind, mr.eta, mr.t_max)
+    return MoreRedObjective(build_schedule(cfg.diffusion), mr.kind, mr.eta, mr.t_max, heads=head_terms(cfg, extras))
 
 
 def _force_field(cfg, dataset_kT, extras):
@@ -155,14 +158,16 @@ def _force_field(cfg, dataset_kT, extras):
 
 
 def trained_property(cfg: ExperimentConfig) -> Optional[str]:
-    """The property a UniGEM model's head regresses (UniGEM and the predictor), or None."""
+    """The property a model's property head regresses (UniGEM and the predictor; any objective with
+    objective.terms property), or None."""
+    from .terms import wants_head
     u = cfg.objective.unigem
-    if cfg.objective.name != "unigem" or u.mode == "joint":
-        return None
-    return u.property
+    if cfg.objective.name == "unigem":
+        return None if u.mode == "joint" else u.property
+    return u.property if wants_head(cfg, "property") else None
 
 
-def _unigem_extras(cfg, data) -> dict:
+def _property_extras(cfg, data) -> dict:
     """Mean and MAD of the trained property on the training split."""
     from ..data.normalization import PropertyNormalizer
     from ..data.records import PROPERTY_PREFIX, DatasetError
@@ -229,6 +234,10 @@ def _gfn2_labels(cfg):
         return "objective.name force_field trains on data.qm9.gfn2_labels, which only it uses"
 
 
+def _morered_variant(o) -> str:
+    return f"morered_{o.morered.kind}" + ("_property" if "property" in o.terms else "")
+
+
 OBJECTIVES: dict[str, ObjectiveSpec] = {s.name: s for s in (
     ObjectiveSpec("dsm", _score_matching, variant=lambda o: "dsm"),
     ObjectiveSpec("psm", _score_matching, variant=lambda o: o.psm.weighting),
@@ -236,9 +245,10 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {s.name: s for s in (
                   variant=lambda o: "fokker_planck" if o.fokker_planck.alpha > 0 else "diffusion"),
     ObjectiveSpec("unigem", _unigem, ("compositions",), "generation",
                   (_needs_backbone("branched_egnn"), _discrete_diffusion, _nucleation_below_T),
-                  training_extras=_unigem_extras, variant=lambda o: o.unigem.mode, build_model=build_generator),
+                  training_extras=_property_extras, variant=lambda o: o.unigem.mode, build_model=build_generator),
     ObjectiveSpec("morered", _morered, ("compositions",), "relaxation", (_needs_backbone("painn"), _discrete_diffusion),
-                  variant=lambda o: f"morered_{o.morered.kind}", build_model=build_morered),
+                  training_extras=_property_extras, variant=_morered_variant, build_model=build_morered,
+                  takes_heads=True),
     ObjectiveSpec("force_field", _force_field, ("compositions",), "relaxation", (_needs_backbone("painn"), _gfn2_labels),
                   training_extras=_force_field_extras, prepare_model=_set_reference_energies,
                   build_model=build_force_field),

@@ -52,9 +52,10 @@ class FokkerPlanckTerm:
 @dataclass(frozen=True)
 class TermSpec:
     name: str
-    build: Callable[..., Callable]                      # cfg -> term
+    build: Callable[..., Callable]                      # cfg -> term; head terms: (cfg, extras) -> Head
     weight: Callable[..., float]                        # cfg -> its weight in the loss
     checks: tuple[Callable[..., Optional[str]], ...] = field(default_factory=tuple)
+    head: bool = False                                  # evaluated on the objective's own pass
 
     def problems(self, cfg) -> list[str]:
         return [p for check in self.checks if (p := check(cfg))]
@@ -94,9 +95,37 @@ def _smooth_in_time(cfg):
                 f"{0.05 / max(fp.h_back, fp.h_ahead):g}")
 
 
+def _property_head(cfg, extras):
+    from ..data.normalization import PropertyNormalizer
+    from .heads import Head, PropertyLoss
+    u = cfg.objective.unigem
+    normalizer = PropertyNormalizer.from_dict(extras["property_normalizer"], "training extras")
+    return Head("property", u.prop_weight, PropertyLoss(normalizer, u.prop_loss))
+
+
+def _objective_takes_heads(cfg):
+    from .registry import OBJECTIVES
+    spec = OBJECTIVES.get(cfg.objective.name)
+    if cfg.objective.name == "unigem":
+        return "objective unigem has the property head built in: set objective.unigem.property instead of objective.terms"
+    if spec is not None and not spec.takes_heads:
+        takers = [s.name for s in OBJECTIVES.values() if s.takes_heads]
+        return (f"objective.terms property is a head on the objective's own noisy pass; objective "
+                f"{cfg.objective.name} takes none (objectives that do: {', '.join(takers)})")
+
+
+def _has_property_labels(cfg):
+    if cfg.data.source != "qm9":
+        return f"objective.terms property needs per-molecule property labels (data.source qm9), got '{cfg.data.source}'"
+    if cfg.objective.unigem.property is None:
+        return "objective.terms property: name the property in objective.unigem.property (e.g. lumo)"
+
+
 TERMS: dict[str, TermSpec] = {t.name: t for t in (
     TermSpec("fokker_planck", _fokker_planck_term, lambda cfg: cfg.objective.fokker_planck.alpha,
              (_needs_energy_head, _not_twice, _one_composition, _smooth_in_time)),
+    TermSpec("property", _property_head, lambda cfg: cfg.objective.unigem.prop_weight,
+             (_objective_takes_heads, _has_property_labels), head=True),
 )}
 
 
@@ -119,11 +148,22 @@ class CombinedObjective:
 
 
 def with_terms(cfg, objective):
-    """``objective`` with the terms ``objective.terms`` names (itself when there are none)."""
-    names = cfg.objective.terms
+    """``objective`` with the terms ``objective.terms`` names (itself when there are none); head
+    terms are the objective's own business (:func:`head_terms`)."""
+    names = [n for n in cfg.objective.terms if not TERMS[n].head]
     if not names:
         return objective
     return CombinedObjective(objective, [(n, TERMS[n].weight(cfg), TERMS[n].build(cfg)) for n in names])
+
+
+def head_terms(cfg, extras: dict) -> list:
+    """The ``objectives.heads.Head`` of every head term ``objective.terms`` names."""
+    return [TERMS[n].build(cfg, extras) for n in cfg.objective.terms if TERMS[n].head]
+
+
+def wants_head(cfg, name: str) -> bool:
+    """Whether the config adds the head term ``name`` (model builders give the network the head)."""
+    return name in cfg.objective.terms and TERMS[name].head
 
 
 def term_problems(cfg) -> list[str]:

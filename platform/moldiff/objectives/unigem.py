@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from torch import nn
 
 from ..data.batch import GraphBatch
 from ..data.normalization import PropertyNormalizer
 from ..diffusion.process import centred_noise, per_atom, remove_mean
-from ..models.unigem import type_index
-from ..train.logs import masked_mean
+from .heads import AtomTypesLoss, Head, HeadPass, PropertyLoss, head_losses, per_molecule_mean
 
 
 @dataclass(frozen=True)
@@ -67,28 +65,17 @@ def predictive_mask(steps: torch.Tensor, s: UniGEMSettings) -> torch.Tensor:
     return (steps <= s.nucleation_step).float()
 
 
-def per_molecule_mean(values: torch.Tensor, graphs: GraphBatch) -> torch.Tensor:
-    """[N, d] -> [B]: mean over each molecule's atoms and the d components."""
-    total = torch.zeros(graphs.num_graphs, dtype=values.dtype, device=values.device)
-    total.index_add_(0, graphs.batch, values.sum(-1))
-    return total / (graphs.n_atoms.to(values.dtype) * values.shape[-1])
-
-
 class UniGEMObjective:
+    """Denoising on the coordinates plus UniGEM's heads (``objectives.heads``: atom types and the
+    property, weighted by type_weight / prop_weight, in the growth phase unless predictive_at all)."""
+
     def __init__(self, schedule, settings: UniGEMSettings, mode: str = "unigem",
                  normalizer: Optional[PropertyNormalizer] = None):
         self.schedule, self.settings, self.mode, self.normalizer = schedule, settings, mode, normalizer
         self.name = mode
-        self._elements_checked = False
-
-    def _target(self, graphs: GraphBatch) -> torch.Tensor:
-        if graphs.props is None or self.normalizer is None:
-            raise ValueError("the property loss needs the batch's property column and its normaliser")
-        return self.normalizer.normalize(graphs.props[:, 0])
-
-    def _prop_loss(self, pred, graphs):
-        err = pred - self._target(graphs)
-        return err.abs() if self.settings.prop_loss == "l1" else err ** 2
+        # a head the model lacks (predict_types false, no property) writes no output and adds nothing
+        self.heads = [Head("atom_types", settings.type_weight, AtomTypesLoss(settings.type_loss)),
+                      Head("property", settings.prop_weight, PropertyLoss(normalizer, settings.prop_loss))]
 
     def __call__(self, model, graphs: GraphBatch, generator: Optional[torch.Generator] = None,
                  steps: Optional[torch.Tensor] = None):
@@ -97,7 +84,7 @@ class UniGEMObjective:
         if self.mode == "predictor":
             t = torch.zeros(graphs.num_graphs, dtype=graphs.pos.dtype, device=graphs.pos.device)
             clean = graphs.with_pos(remove_mean(graphs.pos, graphs.batch, graphs.n_atoms))
-            loss = self._prop_loss(model(clean, t)["prop"], graphs).mean()
+            loss = self.heads[1].loss(HeadPass(graphs, model(clean, t), t, core)).mean()
             return loss, {"loss": loss.detach(), "prop": loss.detach()}
         s = self.settings
         if steps is None:
@@ -118,24 +105,10 @@ class UniGEMObjective:
             return loss, {"loss": loss.detach()}
         out = model(noisy, t)
         coord = 0.5 * per_molecule_mean((out["eps"] - eps) ** 2, graphs)
-        mask = predictive_mask(steps, s).to(coord.dtype)
-        total, logs = coord, {"coord": coord.mean().detach()}
-        if "type_out" in out:
-            # the elements are checked on the first batch only: the check costs a host sync
-            idx = type_index(graphs.z, core.elements, validate=not self._elements_checked)
-            self._elements_checked = True
-            if s.type_loss == "l1":
-                target = nn.functional.one_hot(idx, core.n_types).to(xt.dtype) * core.type_scale
-                type_loss = per_molecule_mean((out["type_out"] - target).abs(), graphs)
-            else:
-                ce = nn.functional.cross_entropy(out["type_out"], idx, reduction="none")
-                type_loss = per_molecule_mean(ce.unsqueeze(-1), graphs)
-            total = total + s.type_weight * mask * type_loss
-            logs["type"] = masked_mean(type_loss, mask)
-        if "prop" in out:
-            prop_loss = self._prop_loss(out["prop"], graphs)
-            total = total + s.prop_weight * mask * prop_loss
-            logs["prop"] = masked_mean(prop_loss, mask)
-        loss = total.mean()
+        loss, logs = coord.mean(), {"coord": coord.mean().detach()}
+        heads, head_logs = head_losses(self.heads, HeadPass(graphs, out, t, core), predictive_mask(steps, s))
+        if heads is not None:
+            loss = loss + heads
+        logs.update(head_logs)
         logs["loss"] = loss.detach()
         return loss, logs

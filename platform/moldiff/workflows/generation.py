@@ -21,11 +21,13 @@ import numpy as np
 from . import Workflow, register
 from ..atomic import write_file
 from ..config import ExperimentConfig
-from ..data.records import PROPERTY_PREFIX, build_table
+from ..data.records import build_table
 from ..data.sources import PreparedData
 from ..data.store import Manifest, dataset_exists, positions, read_dataset, write_dataset
 from ..data.smiles import training_smiles
 from ..metrics.report import Report, write_results_page
+from ..objectives.registry import trained_property
+from .properties import add_property_mae
 
 GENERATION_METRICS = ("atom_stability", "molecule_stability", "validity", "uniqueness", "valid_and_unique", "novelty")
 
@@ -81,22 +83,6 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
             log(f"[sample] wrote {samples_path(run_dir, seed)} ({len(molecules)} molecules)")
 
 
-def property_errors(model, table, normalizer, batch_size: int = 256) -> np.ndarray:
-    """|prediction - label| per molecule, in the property's unit: the head at t = 0 on clean coordinates."""
-    import torch
-
-    from ..data.batch import collate_arrow
-
-    errors = []
-    with torch.no_grad():
-        for start in range(0, table.num_rows, batch_size):
-            graphs = collate_arrow(table.slice(start, batch_size), properties=[normalizer.name])
-            t = torch.zeros(graphs.num_graphs)
-            pred = normalizer.denormalize(model(graphs, t)["prop"])
-            errors.append((pred - graphs.props[:, 0]).abs().numpy())
-    return np.concatenate(errors)
-
-
 def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
                    log: Callable[[str], None] = print) -> Report:
     from ..metrics.chemistry import generation_metrics
@@ -127,37 +113,13 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
             log(f"[evaluate] seed {seed}: " + ", ".join(f"{k} {got[seed][k]:.3f}" for k in GENERATION_METRICS))
         for name in GENERATION_METRICS:
             report.add(name, [got[s][name] for s in seeds], [data_rows[s][name] for s in seeds])
-    mae_line = ""
-    if (prop := _trained_property(cfg)) is not None:
-        from ..data.normalization import PropertyNormalizer
-        from ..train.checkpoint import load_model
-
-        model, _, meta = load_model(run_dir / "checkpoints" / "final", use_ema=cfg.sampling.use_ema)
-        normalizer = PropertyNormalizer.from_dict(meta.get("property_normalizer") or {}, str(run_dir / "checkpoints"))
-        unit = test_manifest.properties.get(prop)
-        scores = {}
-        for split, table in (("test", test), ("val", read_dataset(data.validation, validate=False)[0])):
-            errors = property_errors(model, table, normalizer)
-            trivial = float(np.abs(table.column(PROPERTY_PREFIX + prop).to_numpy() - normalizer.mean).mean())
-            scores[split] = (float(errors.mean()), trivial, len(errors))
-        # deterministic: the same value for every sampling seed
-        for split, key in (("test", f"{prop}_mae"), ("val", f"val_{prop}_mae")):
-            value, trivial, _ = scores[split]
-            report.add(key, [value] * len(seeds), [trivial] * len(seeds), unit=unit, metric=f"{prop}_mae", split=split)
-        mae, trivial, n = scores["test"]
-        mae_line = (f"{prop} MAE on {n} test molecules: {mae:.4g} {normalizer.unit} (predicting the training "
-                    f"mean: {trivial:.4g}); validation {scores['val'][0]:.4g}")
-        log(f"[evaluate] {mae_line}")
+    mae_line = add_property_mae(report, cfg, data, run_dir, test, test_manifest.properties.get(
+        trained_property(cfg) or ""), log)
     report.write(run_dir)
     table = write_results_page(report, run_dir, cfg.description, mae_line, sample_title="model",
                                floor_title="QM9 test molecules / training mean")
     log(f"[evaluate] results ({run_dir / 'results.md'}):\n{table}")
     return report
-
-
-def _trained_property(cfg: ExperimentConfig):
-    from ..objectives.registry import trained_property
-    return trained_property(cfg)
 
 
 class Generation(Workflow):

@@ -170,11 +170,24 @@ def evaluate_time_model(cfg: ExperimentConfig, data: PreparedData, run_dir: Path
         key = f"time_abs_error_k{k}"
         report.add(key, [errors[s][key] for s in seeds], abs(cfg.diffusion.n_steps / 2 - k), unit="steps",
                    metric="time_abs_error", k=str(k))
+    mae_line = _property_mae(report, cfg, data, run_dir, log)
     report.write(run_dir)
-    write_results_page(report, run_dir, cfg.description, sample_title="time predictor")
+    write_results_page(report, run_dir, cfg.description, mae_line, sample_title="time predictor")
     log("[evaluate] time predictor, mean |k_hat - k|: " + ", ".join(
         f"k={k} {report[f'time_abs_error_k{k}'].mean:.1f}" for k in TIME_CHECK_INDICES))
     return report
+
+
+def _property_mae(report: Report, cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log) -> str:
+    """The property head's MAE on clean test molecules (``objective.terms: [property]``), or ''."""
+    from ..objectives.registry import trained_property
+    from .properties import add_property_mae
+
+    prop = trained_property(cfg)
+    if prop is None:
+        return ""
+    test, manifest = read_dataset(data.reference, validate=False)
+    return add_property_mae(report, cfg, data, run_dir, test, manifest.properties.get(prop), log)
 
 
 def _groups(rows: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -249,8 +262,10 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
                 "steps" if stat == "median_steps" else None)
         report.add(f"{label}_{group}_{stat}", [per_seed[s] for s in seeds], floor[(label, group, stat)],
                    unit=unit, metric=stat, method=label, group=group)
+    mae_line = _property_mae(report, cfg, data, run_dir, log)
     report.write(run_dir)
-    write_results_page(report, run_dir, cfg.description, sample_title="relaxed", floor_title="no relaxation")
+    write_results_page(report, run_dir, cfg.description, mae_line, sample_title="relaxed",
+                       floor_title="no relaxation")
     return report
 
 
