@@ -100,7 +100,8 @@ def test_job_submit_runs_an_ablation_study(cluster, tmp_path):
         meta = json.loads((study / t["trial"] / "checkpoints" / "final" / "meta.json").read_text())
         assert meta["world_size"] == 1 and (study / t["trial"] / "metrics.json").is_file()
     page = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "publish_study.py"), str(study),
-                           "--name", "ablation", "--output-dir", str(tmp_path / "results"), "--aggregate", "seed"],
+                           "--name", "ablation", "--output-dir", str(tmp_path / "results"), "--aggregate", "seed",
+                           "--group", "objective"],
                           capture_output=True, text=True, cwd=ROOT)
     assert page.returncode == 0, page.stderr[-3000:]
     table = (tmp_path / "results" / "ablation.md").read_text()
@@ -109,3 +110,7 @@ def test_job_submit_runs_an_ablation_study(cluster, tmp_path):
     assert re.search(r"^\| dsm \| \S+ ± \S+ \|", table, re.M) and re.search(r"^\| psm \| \S+ ± \S+ \|", table, re.M), table
     records = json.loads((tmp_path / "results" / "ablation.json").read_text())
     assert {r["variant"] for r in records} == {"dsm", "psm"} and all(r["n_seeds"] == 2 for r in records)
+    # one h(r) figure per objective, drawn from the trials' stored curves
+    for objective in ("dsm", "psm"):
+        assert f"(img/ablation_ablation_{objective}_hr.png)" in table
+        assert (tmp_path / "results" / "img" / f"ablation_ablation_{objective}_hr.png").stat().st_size > 0

@@ -26,6 +26,11 @@ def test_run_directory_is_complete(ray_session, tiny_config):
         assert np.isfinite(entry.mean) and len(entry.per_seed) == 2 and len(entry.floor) == 2
         assert entry.train_set is not None and np.isfinite(entry.train_set)     # the training set's own score
     assert report["distance_tvd"].mean == saved["distance_tvd"].mean
+    # the h(r) curves are stored as data on the reference's grid (pages redraw them from here)
+    curves = json.loads((run / "plots" / "hr.json").read_text())
+    assert set(curves["curves"]) == {"reference", "training set", "samples"}
+    assert all(len(c) == len(curves["r"]) == cfg.evaluation.distance_bins for c in curves["curves"].values())
+    assert curves["sizes"]["samples"] == 2 * saved.n_samples
     samples, manifest = read_dataset(run / "samples" / "seed_0")
     frames = ase_read(run / "samples" / "seed_0.extxyz", index=":")
     assert len(frames) == samples.num_rows and manifest.units == {"length": "reduced (r_m = 1)",

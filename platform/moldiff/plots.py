@@ -13,18 +13,39 @@ import numpy as np  # noqa: E402
 from .metrics.distributions import hr_curve, pair_distances  # noqa: E402
 
 
-def plot_hr(path: Path, samples: np.ndarray, reference: np.ndarray, train: np.ndarray, title: str, bins: int = 200):
-    d_ref = pair_distances(reference)
-    edges = np.linspace(d_ref.min(), d_ref.max(), bins + 1)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(centres, hr_curve(reference, edges), color="black", lw=2, label=f"reference ({len(reference)})")
-    ax.plot(centres, hr_curve(train, edges), color="tab:orange", lw=1.2, ls="--", label=f"training set ({len(train)})")
-    ax.plot(centres, hr_curve(samples, edges), color="tab:blue", lw=1.2, label=f"samples ({len(samples)})")
+def hr_curves(reference: np.ndarray, sets: dict[str, np.ndarray], bins: int = 200) -> dict:
+    """h(r) of the reference and of each named set on one grid (the reference's distance range):
+    ``{"r": centres, "curves": {"reference": [...], name: [...]}, "sizes": {name: n}}``, JSON-able so
+    that a run stores its curves and pages redraw them without reloading any data."""
+    edges = np.linspace(*_range(pair_distances(reference)), bins + 1)
+    named = {"reference": reference, **sets}
+    return {"r": (0.5 * (edges[1:] + edges[:-1])).tolist(),
+            "curves": {name: hr_curve(pos, edges).tolist() for name, pos in named.items()},
+            "sizes": {name: int(len(pos)) for name, pos in named.items()}}
+
+
+def _range(d: np.ndarray) -> tuple[float, float]:
+    return float(d.min()), float(d.max())
+
+
+STYLES = {"reference": dict(color="black", lw=2.2), "training set": dict(color="0.5", lw=1.2, ls="--")}
+
+
+def plot_hr(path: Path, curves: dict, title: str, xlim: Optional[tuple[float, float]] = None,
+            show: Optional[list[str]] = None):
+    """Draw stored h(r) curves (:func:`hr_curves`): the reference and training set in fixed styles,
+    the others (samples, simulation frames, or one curve per variant) in colour."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name in show or curves["curves"]:
+        n = curves.get("sizes", {}).get(name)
+        ax.plot(curves["r"], curves["curves"][name], label=f"{name} ({n})" if n else name,
+                **STYLES.get(name, dict(lw=1.2)))
+    if xlim:
+        ax.set_xlim(*xlim)
     ax.set_xlabel("pair distance r")
     ax.set_ylabel("h(r)")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -49,28 +70,6 @@ def plot_energy(path: Path, samples: np.ndarray, reference: np.ndarray, train: n
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_hr_variants(path: Path, reference: np.ndarray, train: np.ndarray, samples: dict[str, np.ndarray],
-                     title: str, bins: int = 200, xlim: Optional[tuple[float, float]] = None):
-    """h(r) of several sample sets (one per variant) against the reference and the training set."""
-    d_ref = pair_distances(reference)
-    edges = np.linspace(d_ref.min(), d_ref.max(), bins + 1)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot(centres, hr_curve(reference, edges), color="black", lw=2.2, label="reference")
-    ax.plot(centres, hr_curve(train, edges), color="0.5", lw=1.2, ls="--", label="training set")
-    for label, pos in samples.items():
-        ax.plot(centres, hr_curve(pos, edges), lw=1.2, label=label)
-    if xlim:
-        ax.set_xlim(*xlim)
-    ax.set_xlabel("pair distance r")
-    ax.set_ylabel("h(r)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -4,7 +4,8 @@
 
 Rows are the study's variants, columns the metrics (mean ± std over sampling seeds) with the noise
 floor and the training set's own score; one h(r) plot per ``--group`` value with every objective's
-samples. Hand-written analysis comes from benchmarks/notes/<name>.md; the paper's numbers from
+samples, redrawn from the curves each run stored (``plots/hr.json``), so no dataset or sample is
+read again. Hand-written analysis comes from benchmarks/notes/<name>.md; the paper's numbers from
 benchmarks/paper_numbers.yaml. Several studies can be combined into one page (repeat the run dir);
 the parts of one study run with ``--only`` (e.g. runs/fp_muller_brown_study-diffusion-both and
 runs/fp_muller_brown_study-fokker_planck) are merged into one table. Besides the .md and .json, a
@@ -19,15 +20,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..config import validate_config
-from ..data.sources import prepare_data
-from ..data.store import read_dataset, stacked_positions
-from ..evaluation import split_reference
 from ..experiment import stage_seconds
 from ..metrics.report import load_report
-from ..plots import plot_hr_variants, plot_study_metric
+from ..plots import plot_hr, plot_study_metric
 from ..workflows import headline
-from ..workflows.molecules import load_samples
+from ..workflows.molecules import load_hr_curves
 from .expectations import checks_for, judge
 from .files import NOTES, RESULTS, recorded_command
 from .run_page import paper_table
@@ -111,6 +108,21 @@ def fmt(s: dict | None) -> str:
 
 def fmt_value(v) -> str:
     return "–" if v is None else f"{v:.4f}"
+
+
+def variant_curves(members: list[dict], others: list[str]) -> dict:
+    """One h(r) figure's curves from the runs' stored ones (``plots/hr.json``): the reference and
+    training set once, then each run's samples named by its other variants."""
+    stored = [load_hr_curves(r["run"]) for r in members]
+    first = stored[0]
+    for r, c in zip(members[1:], stored[1:]):
+        if not np.allclose(c["r"], first["r"]):
+            raise ValueError(f"{r['run']}/plots/hr.json: its h(r) grid differs from {members[0]['run']}'s "
+                             "(another reference set or distance_bins); they cannot share a figure")
+    curves = {"r": first["r"], "curves": {k: first["curves"][k] for k in ("reference", "training set")}, "sizes": {}}
+    for r, c in zip(members, stored):
+        curves["curves"]["/".join(r["variants"][g] for g in others)] = c["curves"]["samples"]
+    return curves
 
 
 def floor_rows(rows: list[dict], groups: list[str], metrics_shown: list[str]) -> list[str]:
@@ -228,17 +240,9 @@ def main(argv=None) -> int:
                 members = [r for r in rows if r["variants"][group] == value]
                 if not members:
                     continue
-                cfg = validate_config(members[0]["config"])
-                data = prepare_data(cfg.data, log=lambda m: None)
-                ref = split_reference(read_dataset(data.reference, validate=False)[0], cfg.evaluation.max_reference,
-                                      cfg.data.seed).a
-                train = stacked_positions(read_dataset(data.train, validate=False)[0])
                 others = [g for g in groups if g != group]
-                samples = {"/".join(r["variants"][g] for g in others):
-                           np.concatenate(list(load_samples(r["run"], cfg.sampling.seeds)[0].values())) for r in members}
                 img = out / "img" / f"{args.name}_{name}_{value}_hr.png"
-                plot_hr_variants(img, ref, train, samples, f"{name}: {group} = {value}",
-                                 cfg.evaluation.distance_bins)
+                plot_hr(img, variant_curves(members, others), f"{name}: {group} = {value}")
                 md += [f"![h(r), {value}](img/{img.name})", ""]
     md += paper_table(args.name, {"experiment": args.name, "metrics": {}, "noise_floor": {}})
     notes = NOTES / f"{args.name}.md"

@@ -9,9 +9,12 @@ way (entries ``sim_<metric>``, labelled mode sim; the iid samples' keep their na
     <run_dir>/samples/sim_seed_<s>/      simulation frames, chain by chain (group = chain)
     <run_dir>/simulation/seed_<s>/       the simulation's frame blocks as they were written
     <run_dir>/plots/hr.png, energy.png   h(r) and energy histograms
+    <run_dir>/plots/hr.json              the h(r) curves as data (reference, training set, samples,
+                                         simulation frames), which study pages redraw
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -154,7 +157,8 @@ class Molecules(Workflow):
     def evaluate(self, cfg, data, run_dir: Path, log) -> Report:
         from ..data.store import read_dataset, stacked_positions
         from ..evaluation import evaluate, split_reference
-        from ..plots import plot_energy, plot_hr
+        from ..atomic import write_text
+        from ..plots import hr_curves, plot_energy, plot_hr
 
         samples, diverged = load_samples(run_dir, cfg.sampling.seeds)
         report = evaluate(cfg, data.reference, data.train, samples, data.energy_fn(), log, diverged)
@@ -176,12 +180,30 @@ class Molecules(Workflow):
                               cfg.data.seed).a
         train_pos = stacked_positions(read_dataset(data.train, validate=False)[0])
         pooled = np.concatenate(list(samples.values()))
-        plot_hr(plots / "hr.png", pooled, ref, train_pos, f"{cfg.name}: h(r)", cfg.evaluation.distance_bins)
+        sets = {"training set": train_pos, "samples": pooled}
+        if cfg.simulation.enabled:
+            sets["simulation"] = np.concatenate(list(frames.values()))
+        curves = hr_curves(ref, sets, cfg.evaluation.distance_bins)
+        # stored, so that study pages redraw them without reloading samples and datasets
+        write_text(plots / HR_CURVES, json.dumps(curves))
+        plot_hr(plots / "hr.png", curves, f"{cfg.name}: h(r)")
         if data.potential is not None:
             plot_energy(plots / "energy.png", pooled, ref, train_pos, data.potential.energy_np, f"{cfg.name}: energy",
                         cfg.evaluation.energy_bins)
         log(f"[evaluate] results ({run_dir / 'results.md'}):\n{table}")
         return report
+
+
+HR_CURVES = "hr.json"
+
+
+def load_hr_curves(run_dir: Path) -> dict:
+    """The h(r) curves a run's evaluation stored (``plots/hr.json``)."""
+    path = Path(run_dir) / "plots" / HR_CURVES
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no stored h(r) curves (runs evaluated before they were stored); "
+                                f"evaluate the run again: python experiments/run.py {run_dir} --stages evaluate")
+    return json.loads(path.read_text())
 
 
 register(Molecules())
