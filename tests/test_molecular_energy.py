@@ -1,4 +1,4 @@
-"""The conservative molecular model (EGNN energy head) and the Fokker-Planck residual added to DSM /
+"""The conservative molecular model (energy head on the EGNN or the e3nn backbone) and the Fokker-Planck residual added to DSM /
 PSM on molecules: symmetries, the score as the gradient of log p, the FP term's estimator against
 the exact residual, and the combination rules."""
 from __future__ import annotations
@@ -29,9 +29,10 @@ def molecules(n_mol=4, n_atoms=13, seed=0):
     return fixed_size_batch(np.full(n_atoms, 18), rng.normal(size=(n_mol, n_atoms, 3)), dtype=torch.float64)
 
 
-def test_log_density_is_invariant_and_the_score_is_its_equivariant_centred_gradient(tiny_config):
+@pytest.mark.parametrize("backbone", ["egnn", "e3nn"])
+def test_log_density_is_invariant_and_the_score_is_its_equivariant_centred_gradient(tiny_config, backbone):
     torch.manual_seed(0)
-    model = build_model(energy_config(tiny_config), 0.7).double()
+    model = build_model(energy_config(tiny_config, **{"model.backbone": backbone}), 0.7).double()
     assert isinstance(model, MolecularEnergyModel) and model.conservative
     g, t = molecules(), torch.full((4,), 0.3, dtype=torch.float64)
     out = model(g, t)
@@ -59,9 +60,11 @@ def test_log_density_is_invariant_and_the_score_is_its_equivariant_centred_gradi
         assert torch.allclose(model(g, t)["eps"], out["eps"], atol=1e-12)
 
 
-def test_the_weak_residual_of_a_molecular_energy_model_matches_the_exact_one(tiny_config):
+@pytest.mark.parametrize("backbone", ["egnn", "e3nn"])
+def test_the_weak_residual_of_a_molecular_energy_model_matches_the_exact_one(tiny_config, backbone):
     torch.manual_seed(2)
-    cfg = energy_config(tiny_config, **{"model.hidden": 8, "model.layers": 1, "model.time_max_freq": 20})
+    cfg = energy_config(tiny_config, **{"model.hidden": 8, "model.layers": 1, "model.time_max_freq": 20,
+                                        "model.backbone": backbone})
     model = build_model(cfg, 1.0).double()
     g = molecules(n_mol=3, n_atoms=3, seed=1)                 # D = 9: the exact Laplacian is cheap
     flat = model.as_state_model(g)
@@ -104,7 +107,9 @@ def test_the_term_needs_what_it_works_on(tiny_config):
         energy_config(tiny_config, **{"objective.terms": "[fokker_planck]"})
     with pytest.raises(ConfigError, match="unknown term 'fp'"):
         energy_config(tiny_config, **{"objective.terms": "[fp]"})
-    with pytest.raises(ConfigError, match="energy_head is implemented for model.backbone egnn"):
-        energy_config(tiny_config, **{"model.backbone": "e3nn"})
+    # both molecular backbones have an energy version, so either takes the term
+    cfg = energy_config(tiny_config, **{"model.backbone": "e3nn", "model.time_max_freq": "20",
+                                        "objective.terms": "[fokker_planck]"})
+    assert cfg.objective.terms == ["fokker_planck"] and cfg.model.energy_head
     with pytest.raises(ConfigError, match="training.precision: bf16 does not fit"):
         energy_config(tiny_config, **{"training.precision": "bf16"})

@@ -229,7 +229,7 @@ class ModelConfig(_Section):
     hidden: int = Field(64, ge=4, le=4096)
     layers: int = Field(4, ge=1, le=32)
     time_embedding: int = Field(32, ge=2, le=1024, description="sinusoidal features of t")
-    time_max_freq: float = Field(1000.0, gt=0, description="egnn: highest frequency of the sinusoidal time "
+    time_max_freq: float = Field(1000.0, gt=0, description="egnn/e3nn: highest frequency of the sinusoidal time "
                                  "features (1000 resolves t ~ 1e-3; the Fokker-Planck term's finite difference in t "
                                  "needs time_max_freq * h_back <= 0.05)")
     cutoff: Optional[float] = Field(None, gt=0, description="radius graph cutoff; null = fully connected")
@@ -249,7 +249,7 @@ class ModelConfig(_Section):
                                      description="mlp: widths of the hidden layers")
     conservative: bool = Field(True, description="mlp / graph_transformer: the network outputs log p_t and the "
                                "score is its gradient (needed for the Fokker-Planck term and stable simulation)")
-    energy_head: bool = Field(False, description="egnn: the network outputs log p_t as a sum of per-atom terms on "
+    energy_head: bool = Field(False, description="egnn/e3nn: the network outputs log p_t as a sum of per-atom terms on "
                               "its final invariant features and the score is its gradient (a conservative model, as "
                               "conservative: true for state vectors; needed for objective.terms fokker_planck)")
     heads: int = Field(8, ge=1, le=64, description="graph_transformer: attention heads")

@@ -25,8 +25,10 @@ def _egnn(cfg: ExperimentConfig, features_out: bool = False) -> nn.Module:
 def _e3nn(cfg: ExperimentConfig, features_out: bool = False) -> nn.Module:
     from ..nn.e3nn_net import E3NN      # e3nn costs ~2 s to import: only when asked for
     m = cfg.model
+    # features_out: its final invariant features are returned always (an energy head reads them)
     return E3NN(hidden=m.hidden, layers=m.layers, time_dim=m.time_embedding, max_z=m.max_atomic_number,
-                atom_identity=m.atom_identity, cutoff=m.cutoff, lmax=m.lmax, radial_max=m.radial_max)
+                atom_identity=m.atom_identity, cutoff=m.cutoff, lmax=m.lmax, radial_max=m.radial_max,
+                time_max_freq=m.time_max_freq)
 
 
 def _mlp(cfg: ExperimentConfig, state_dim: int, out: int, t_mid: float) -> nn.Module:

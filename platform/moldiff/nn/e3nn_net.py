@@ -41,7 +41,8 @@ class InteractionBlock(nn.Module):
 
 class E3NN(nn.Module):
     def __init__(self, hidden: int = 32, layers: int = 3, time_dim: int = 32, max_z: int = 100, atom_identity: int = 0,
-                 cutoff: Optional[float] = None, lmax: int = 2, radial_max: float = 6.0, n_radial: int = 16):
+                 cutoff: Optional[float] = None, lmax: int = 2, radial_max: float = 6.0, n_radial: int = 16,
+                 time_max_freq: float = 1000.0):
         super().__init__()
         self.scalars, self.vectors = hidden, max(2, hidden // 2)
         self.cutoff, self.lmax = cutoff, lmax
@@ -50,7 +51,7 @@ class E3NN(nn.Module):
         self.irreps_node = o3.Irreps(f"{self.scalars}x0e + {self.vectors}x1o")
         self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
         self.atom_embedding = AtomEmbedding(max_z, self.scalars, atom_identity)
-        self.time_embedding = SinusoidalTimeEmbedding(time_dim)
+        self.time_embedding = SinusoidalTimeEmbedding(time_dim, time_max_freq)
         self.time_mlp = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.time_proj = nn.ModuleList(nn.Linear(hidden, self.scalars) for _ in range(layers))
         self.blocks = nn.ModuleList(InteractionBlock(self.irreps_node, self.irreps_sh, self.scalars, self.vectors,

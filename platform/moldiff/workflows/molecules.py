@@ -106,8 +106,10 @@ class Molecules(Workflow):
             problems.append(f"model.backbone '{cfg.model.backbone}' does not fit data.source '{cfg.data.source}' "
                             f"in the molecules workflow (molecules use {' or '.join(BACKBONES)}; state-vector "
                             "systems mlp or graph_transformer)")
-        if cfg.model.energy_head and cfg.model.backbone != "egnn":
-            problems.append(f"model.energy_head is implemented for model.backbone egnn (got '{cfg.model.backbone}')")
+        from ..models.registry import MOLECULAR_BACKBONES
+        if cfg.model.energy_head and cfg.model.backbone not in MOLECULAR_BACKBONES:
+            problems.append(f"model.energy_head reads a molecular backbone's invariant features: model.backbone "
+                            f"{' or '.join(MOLECULAR_BACKBONES)} (got '{cfg.model.backbone}')")
         return problems
 
     HEADLINE = ("distance_tvd", "hr_mae", "energy_tvd", "w2", "stable_fraction")
