@@ -13,7 +13,7 @@ from .schema import (SOURCE_KINDS, STAGES, AlanineSource, ConfigError, DataConfi
                      GFN2LabelsConfig, LJSource, MCMCConfig, ModelConfig, MoreRedConfig, MullerBrownSource,
                      NpzSource, ObjectiveConfig, ParquetSource, PSMConfig, QM9Source, RayConfig, RelaxationConfig,
                      RelaxationInputsConfig, SamplingConfig, SimulationConfig, TrainingConfig, TrainSetConfig,
-                     UniGEMConfig, XtbMDSource, bf16_conflict)
+                     UniGEMConfig, WindowConfig, XtbMDSource, bf16_conflict)
 
 __all__ = [
     "PATH_KEYS", "absolute_paths", "apply_overrides", "deep_merge", "dump_config", "format_validation_error",
@@ -22,6 +22,7 @@ __all__ = [
     "ExperimentConfig", "ExpertsConfig", "FokkerPlanckConfig", "ForceFieldConfig", "GFN2LabelsConfig", "LJSource",
     "MCMCConfig", "ModelConfig", "MoreRedConfig", "MullerBrownSource", "NpzSource", "ObjectiveConfig",
     "ParquetSource", "PSMConfig", "QM9Source", "RayConfig", "RelaxationConfig", "RelaxationInputsConfig",
-    "SamplingConfig", "SimulationConfig", "TrainingConfig", "TrainSetConfig", "UniGEMConfig", "XtbMDSource",
+    "SamplingConfig", "SimulationConfig", "TrainingConfig", "TrainSetConfig", "UniGEMConfig", "WindowConfig",
+    "XtbMDSource",
     "bf16_conflict",
 ]

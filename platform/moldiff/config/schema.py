@@ -430,12 +430,34 @@ class TrainingConfig(_Section):
     )
 
 
+class WindowConfig(_Section):
+    """Sampling effort where a model learned its score from force labels (PSM's window t <= t_p):
+    moldiff.sampling.sde.WindowRefinement. The defaults change nothing."""
+
+    t_window: float = Field(0.05, gt=0, le=1, description="the window: t <= t_window (PSM's t_p)")
+    correctors: int = Field(0, ge=0, description="extra corrector (Langevin) steps, with the snr step rule, after "
+                            "every predictor step that lands inside the window")
+    langevin_steps: int = Field(0, ge=0, description="Langevin steps x += dt s(x, t_min) + sqrt(2 dt) z at t_min "
+                                "after the reverse diffusion, before the final denoising")
+    langevin_dt: float = Field(1e-3, gt=0, description="their step (time units of the overdamped dynamics at the "
+                               "score's kT; LJ-13 at kT 1 needs ~0.25 to relax cold frames)")
+    oracle: bool = Field(False, description="use the data's potential's exact score F(x)/kT (the t -> 0 limit) "
+                         "instead of the learned one inside the window: what a perfect window gives with this "
+                         "sampler (sources with an analytic potential: lj)")
+
+
 class SamplingConfig(_Section):
     sampler: Literal["em", "pc"] = "pc"
     n_steps: int = Field(1000, ge=1)
     n_corrector: int = Field(1, ge=0)
     snr: float = Field(0.16, gt=0)
     final_denoise: bool = True
+    time_grid: Literal["linear", "power", "edm"] = Field(
+        "linear", description="sampling times: linear in t; power: t_min + (1 - t_min)(1 - i/N)^grid_rho (more "
+        "steps at small t: a fraction t_p^(1/rho) of them below t_p); edm: EDM's rho grid in sigma mapped back to t "
+        "(on a geometric VE schedule fewer small-t steps than linear)")
+    grid_rho: float = Field(7.0, gt=0, description="power / edm time grids: rho (power: 2 is a good start)")
+    window: WindowConfig = WindowConfig()
     n_samples: int = Field(1000, ge=1, description="samples per seed")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     batch_size: int = Field(250, ge=1, description="molecules per actor call")

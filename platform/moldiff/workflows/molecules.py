@@ -106,6 +106,9 @@ class Molecules(Workflow):
             problems.append(f"model.backbone '{cfg.model.backbone}' does not fit data.source '{cfg.data.source}' "
                             f"in the molecules workflow (molecules use {' or '.join(BACKBONES)}; state-vector "
                             "systems mlp or graph_transformer)")
+        if cfg.sampling.window.oracle and cfg.data.source != "lj":
+            problems.append(f"sampling.window.oracle needs an analytic potential's exact score (data.source lj), "
+                            f"got '{cfg.data.source}'")
         from ..models.registry import MOLECULAR_BACKBONES
         if cfg.model.energy_head and cfg.model.backbone not in MOLECULAR_BACKBONES:
             problems.append(f"model.energy_head reads a molecular backbone's invariant features: model.backbone "
@@ -121,18 +124,26 @@ class Molecules(Workflow):
 
     def sample(self, cfg, data, checkpoint: Path, run_dir: Path, log) -> None:
         from ..parallel.pool import model_pool
-        from ..parallel.sampling import SamplerWorker, sample_with_pool
+        from ..parallel.sampling import ExactScore, SamplerWorker, sample_with_pool
         from ..parallel.simulation import pool_size
 
         z = composition(data.train)
         s = cfg.sampling
-        calls = len(s.seeds) * s.n_samples * s.n_steps * (1 + (s.n_corrector if s.sampler == "pc" else 0))
+        calls = len(s.seeds) * s.n_samples * model_calls_per_sample(cfg)
+        oracle = None
+        if s.window.oracle:
+            kT = data.reference_manifest.kT
+            if data.potential is None or kT is None:
+                raise ValueError(f"{data.reference}: sampling.window.oracle needs the reference's potential and kT")
+            oracle = ExactScore(data.potential, float(kT), len(z))
+            log(f"[sample] inside t <= {s.window.t_window:g} the score is the potential's exact F(x)/kT (kT {kT:g}): "
+                "the oracle window")
         if cfg.simulation.enabled:              # Langevin: one force call per step and chain
             sim = cfg.simulation
             calls += len(s.seeds) * sim.n_chains * (sim.burn_in + sim.n_frames * sim.save_every)
         with model_pool(cfg, SamplerWorker, str(checkpoint), pool_size(cfg), molecule_calls=calls) as pool:
             for seed in cfg.sampling.seeds:
-                pos = sample_with_pool(pool, cfg, z, seed, log)
+                pos = sample_with_pool(pool, cfg, z, seed, log, oracle)
                 log(f"[sample] wrote {write_samples(run_dir, seed, z, pos, data, cfg)}")
                 if cfg.simulation.enabled:
                     self._simulate(pool, cfg, data, run_dir, seed, z, log)
@@ -197,6 +208,19 @@ class Molecules(Workflow):
 
 
 HR_CURVES = "hr.json"
+
+
+def model_calls_per_sample(cfg) -> int:
+    """Score evaluations the configured sampler makes per molecule (its cost; compile decisions)."""
+    from ..diffusion.schedules import build_schedule
+    from ..sampling.sde import WindowRefinement, time_grid
+
+    s, w = cfg.sampling, cfg.sampling.window
+    if s.sampler == "em":
+        return s.n_steps + w.langevin_steps
+    grid = time_grid(build_schedule(cfg.diffusion), s.n_steps, s.time_grid, s.grid_rho)
+    return WindowRefinement(w.t_window, w.correctors, w.langevin_steps, w.langevin_dt).model_calls(
+        s.n_steps, grid, s.n_corrector)
 
 
 def load_hr_curves(run_dir: Path) -> dict:
