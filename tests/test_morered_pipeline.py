@@ -80,6 +80,23 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
     assert thresholds["jt_all_median_ratio"].per_seed == joint_metrics["jt_all_median_ratio"].per_seed
     assert (np.array(pq.read_table(joint.run_dir / "relaxed/jt-kmin3_seed0").column("n_steps")) <= 12).all()
     assert "jt-kmin3_all_failure_fraction" in thresholds
+    # the same threshold with a final denoising step: its own label, reported beside the others
+    denoised = validate_config(apply_overrides(joint.model_dump(mode="json"),
+                                               ["relaxation.k_min=3", "relaxation.final_denoise=true"]))
+    denoised_metrics = run_experiment(denoised, stages=["sample", "evaluate"], command="pytest", log=lambda m: None)
+    rows = pq.read_table(joint.run_dir / "relaxed/jt-kmin3-denoised_seed0")
+    plain_rows = pq.read_table(joint.run_dir / "relaxed/jt-kmin3_seed0")
+    assert rows.num_rows == 12 and "jt-kmin3-denoised_all_median_ratio" in denoised_metrics
+    assert "jt-kmin3_all_median_ratio" in denoised_metrics
+    # the same trajectories (same noise); a molecule that stopped at 0 < k <= 3 took one more
+    # (denoising) network call and moved, the others ended where they did
+    by_id = {i: (n, p) for i, n, p in zip(rows.column("id").to_pylist(), rows.column("n_steps").to_pylist(),
+                                          rows.column("pos").to_pylist())}
+    for i, n, p, ok in zip(plain_rows.column("id").to_pylist(), plain_rows.column("n_steps").to_pylist(),
+                           plain_rows.column("pos").to_pylist(), plain_rows.column("converged").to_pylist()):
+        extra = by_id[i][0] - n
+        assert extra in ((0, 1) if ok else (0,))
+        assert np.allclose(by_id[i][1], p) == (extra == 0)
     # auto: the median index the joint model's time head reads on clean validation structures
     auto = validate_config(apply_overrides(joint.model_dump(mode="json"), ["relaxation.k_min=auto", "relaxation.seeds=[0]"]))
     auto_metrics = run_experiment(auto, stages=["sample", "evaluate"], command="pytest", log=lambda m: None)

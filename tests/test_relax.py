@@ -113,3 +113,57 @@ def test_continuous_batching_returns_every_input_once_independent_of_slots():
     # small slots refill: the batch never waits for its slowest member
     order = [r.index for r in ContinuousRelaxer(Stub(decay=1), RelaxSettings("as", max_steps=40), slots=3).relax(iter(inputs))]
     assert order != list(range(len(sizes)))
+
+
+class ExactPointMass:
+    """The exact noise of data concentrated on one geometry per molecule (told apart by size):
+    eps(x, k) = (x - sqrt(abar_s) x0) / sqrt(1 - abar_s), s = k + 1; it predicts the start index."""
+
+    def __init__(self, targets: dict, start: int):
+        self.schedule, self.targets, self.start = SCHEDULE, targets, start
+
+    def _x0(self, graphs):
+        return torch.cat([self.targets[int(n)] for n in graphs.n_atoms.tolist()])
+
+    def predict_index(self, graphs):
+        return torch.full((graphs.num_graphs,), self.start)
+
+    def noise(self, graphs, k):
+        abar = SCHEDULE.alpha2.double()[(k + 1)][graphs.batch].unsqueeze(-1)
+        return (graphs.pos - abar.sqrt() * self._x0(graphs)) / (1 - abar).sqrt()
+
+
+def test_final_denoising_ends_a_threshold_stop_on_the_clean_geometry_and_noise_free_steps_are_deterministic():
+    rng = np.random.default_rng(4)
+    sizes = (3, 5, 7)
+    targets = {n: torch.tensor(rng.normal(size=(n, 3)) - 0.0) for n in sizes}
+    for n in sizes:
+        targets[n] -= targets[n].mean(0)
+    start, abar = 200, float(SCHEDULE.alpha2[201])
+    inputs = [(np.full(n, 6), (np.sqrt(abar) * targets[n] + np.sqrt(1 - abar) * torch.tensor(rng.normal(size=(n, 3)))
+                               ).numpy()) for n in sizes]
+
+    def relax(seed=0, **kw):
+        model = ExactPointMass(targets, start)
+        out = sorted(ContinuousRelaxer(model, RelaxSettings("itp", k_min=20, **kw), slots=2, seed=seed).relax(inputs),
+                     key=lambda r: r.index)
+        return [float(np.sqrt(((r.pos - targets[len(r.z)].numpy()) ** 2).sum(1).mean())) for r in out], out
+
+    noisy, plain = relax()
+    clean, denoised = relax(final_denoise=True)
+    assert all(r.converged for r in plain + denoised)
+    # the last stochastic step (k = 20) leaves noise of that level; Tweedie with the exact noise is x0
+    assert min(noisy) > 0.005 and max(clean) < 1e-6
+    assert [r.n_steps for r in denoised] == [r.n_steps + 1 for r in plain] == [182] * 3
+    # noise-free steps do not depend on the noise seed; the paper's steps do
+    assert relax(seed=1, noise_scale=0.0)[0] == relax(seed=2, noise_scale=0.0)[0]
+    assert relax(seed=1)[0] != relax(seed=2)[0]
+
+
+def test_relaxation_labels_record_the_settings():
+    from moldiff.relaxation.methods import METHODS, display_label, label_settings
+    label = METHODS["jt"].label(19, 0.0, True)
+    assert label == "jt-kmin19-det-denoised"
+    assert label_settings(label)[1].final_denoise and label_settings(label)[1].noise_scale == 0.0
+    assert display_label(label) == "MoreRed-JT (k_min 19, noise-free steps, final denoising)"
+    assert METHODS["itp"].label(0) == "itp" and label_settings("as-noise0.5")[1].noise_scale == 0.5

@@ -566,6 +566,12 @@ class RelaxationConfig(_Section):
         0, description="a molecule has converged after a step at predicted index <= k_min (the paper: 0); auto: "
         "for as / jt, the median index the time predictor reads on clean validation structures "
         "(moldiff.relaxation.threshold); outputs with k_min > 0 are labelled <sampler>-kmin<k>")
+    noise_scale: float = Field(1.0, ge=0, le=1, description="MoreRed samplers: scale of every reverse step's noise "
+                               "(1: the paper's DDPM steps; 0: noise-free steps, a deterministic relaxation; label "
+                               "suffix -det)")
+    final_denoise: bool = Field(False, description="MoreRed samplers: a molecule that stops at a threshold k_min > 0 "
+                                "is mapped to its Tweedie estimate of x0 (one more network call), instead of keeping "
+                                "the noise of its last stochastic step (label suffix -denoised)")
     slots: int = Field(32, ge=1, description="molecules relaxed at once per actor (continuous batching; on one "
                        "CPU thread, compiled, 16 to 64 QM9 molecules relax within a few percent of the same rate and "
                        "4.6 x faster than one at a time, benchmarks/relax_throughput.py; a GPU wants hundreds)")

@@ -6,9 +6,10 @@ A method is one of three engines:
   force_field        batched FIRE on a learned force field's forces (sampling.fire)
   classical          a force field that needs no trained model (RDKit MMFF94, on the CPU)
 
-Output label: the method's name, or ``<name>-kmin<k>`` when an adaptive method ran with a
-convergence threshold k > 0 (``relaxed/jt-kmin19_seed0``), so runs with the paper's rule and with a
-chosen threshold sit side by side in one run directory.
+Output label: the method's name, plus ``-kmin<k>`` when a MoreRed method ran with a convergence
+threshold k > 0, ``-det`` for noise-free steps (``-noise<x>`` for another noise scale) and
+``-denoised`` with a final denoising step (``relaxed/jt-kmin19-denoised_seed0``), so runs with the
+paper's rule and with other settings sit side by side in one run directory.
 """
 from __future__ import annotations
 
@@ -29,11 +30,29 @@ class RelaxationMethod:
     on_gpu: bool = True            # runs a model on the actor's device; False: CPU-only (RDKit)
     baseline: bool = False         # a classical or learned force-field reference, not MoreRed
 
-    def label(self, k_min: int) -> str:
-        return self.name if k_min == 0 else f"{self.name}-kmin{k_min}"
+    def label(self, k_min: int, noise_scale: float = 1.0, final_denoise: bool = False) -> str:
+        return self.name + LabelSettings(k_min, noise_scale, final_denoise).suffix()
 
-    def display(self, k_min: int = 0) -> str:
-        return self.title + (f" (k_min {k_min})" if k_min else "")
+    def display(self, k_min: int = 0, noise_scale: float = 1.0, final_denoise: bool = False) -> str:
+        notes = LabelSettings(k_min, noise_scale, final_denoise).notes()
+        return self.title + (f" ({', '.join(notes)})" if notes else "")
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """The reverse-diffusion settings a label records (defaults: the paper's rule)."""
+    k_min: int = 0
+    noise_scale: float = 1.0
+    final_denoise: bool = False
+
+    def suffix(self) -> str:
+        noise = "" if self.noise_scale == 1 else "-det" if self.noise_scale == 0 else f"-noise{self.noise_scale:g}"
+        return (f"-kmin{self.k_min}" if self.k_min else "") + noise + ("-denoised" if self.final_denoise else "")
+
+    def notes(self) -> list[str]:
+        return ([f"k_min {self.k_min}"] if self.k_min else []) + \
+            (["noise-free steps"] if self.noise_scale == 0 else [f"noise x {self.noise_scale:g}"]
+             if self.noise_scale != 1 else []) + (["final denoising"] if self.final_denoise else [])
 
 
 METHODS: dict[str, RelaxationMethod] = {m.name: m for m in (
@@ -48,7 +67,8 @@ METHODS: dict[str, RelaxationMethod] = {m.name: m for m in (
 
 REVERSE_DIFFUSION = tuple(n for n, m in METHODS.items() if m.engine == "reverse_diffusion")
 ADAPTIVE = tuple(n for n, m in METHODS.items() if m.adaptive)
-_LABEL = re.compile(rf"^(?P<name>{'|'.join(METHODS)})(?:-kmin(?P<k_min>\d+))?$")
+_LABEL = re.compile(rf"^(?P<name>{'|'.join(METHODS)})(?:-kmin(?P<k_min>\d+))?(?:-(?P<det>det)|-noise(?P<noise>[0-9.e+-]+))?"
+                    r"(?P<denoised>-denoised)?$")
 
 
 def method(name: str) -> RelaxationMethod:
@@ -57,23 +77,30 @@ def method(name: str) -> RelaxationMethod:
     return METHODS[name]
 
 
-def parse_label(label: str) -> tuple[str, int]:
-    """``jt-kmin19`` -> ("jt", 19); ``itp`` -> ("itp", 0)."""
+def label_settings(label: str) -> tuple[str, LabelSettings]:
+    """``jt-kmin19-det-denoised`` -> ("jt", LabelSettings(19, 0.0, True))."""
     match = _LABEL.match(label)
     if not match:
         raise ValueError(f"not a relaxation label: {label!r} (methods: {', '.join(METHODS)})")
-    return match["name"], int(match["k_min"] or 0)
+    noise = 0.0 if match["det"] else float(match["noise"]) if match["noise"] else 1.0
+    return match["name"], LabelSettings(int(match["k_min"] or 0), noise, bool(match["denoised"]))
+
+
+def parse_label(label: str) -> tuple[str, int]:
+    """``jt-kmin19`` -> ("jt", 19); ``itp`` -> ("itp", 0)."""
+    name, settings = label_settings(label)
+    return name, settings.k_min
 
 
 def display_label(label: str) -> str:
-    name, k_min = parse_label(label)
-    return METHODS[name].display(k_min)
+    name, settings = label_settings(label)
+    return METHODS[name].display(settings.k_min, settings.noise_scale, settings.final_denoise)
 
 
-def label_order(label: str) -> tuple[int, int]:
-    """Sort key: registry order, then threshold."""
-    name, k_min = parse_label(label)
-    return list(METHODS).index(name), k_min
+def label_order(label: str) -> tuple:
+    """Sort key: registry order, then threshold, then the other settings (the paper's rule first)."""
+    name, s = label_settings(label)
+    return list(METHODS).index(name), s.k_min, -s.noise_scale, s.final_denoise
 
 
 def incompatibility(name: str, objective: str, model_kind: Optional[str]) -> Optional[str]:

@@ -174,8 +174,10 @@ class RelaxBatch:
         from ..sampling.relax import ContinuousRelaxer, RelaxSettings
 
         keys = [int(hashlib.sha256(i.encode()).hexdigest()[:12], 16) for i in ids]
-        relaxer = ContinuousRelaxer(self.model, RelaxSettings(self.sampler, self.settings["max_steps"],
-                                                              self.settings["k_min"]), self.slots, self.seed)
+        st = self.settings
+        relaxer = ContinuousRelaxer(self.model, RelaxSettings(self.sampler, st["max_steps"], st["k_min"],
+                                                              st.get("noise_scale", 1.0),
+                                                              st.get("final_denoise", False)), self.slots, self.seed)
         results, t0 = [], time.time()
         for r in relaxer.relax(zip(zs, starts), keys):
             results.append(r)
@@ -254,7 +256,7 @@ class RelaxBatch:
 
 
 def relaxed_path(run_dir: Path, label: str, seed: int) -> Path:
-    """``label``: the sampler, or ``<sampler>-kmin<k>`` for a threshold other than 0."""
+    """``label``: the sampler and its settings (``relaxation.methods``: ``jt``, ``jt-kmin19-denoised``)."""
     return run_dir / "relaxed" / f"{label}_seed{seed}"
 
 
@@ -264,14 +266,14 @@ def configured_label(rx, sampler: str, run_dir: Path) -> str:
     if m.engine != "reverse_diffusion":
         return sampler
     if rx.k_min != "auto":
-        return m.label(rx.k_min)
+        return m.label(rx.k_min, rx.noise_scale, rx.final_denoise)
     if not m.adaptive:
-        return sampler
+        return m.label(0, rx.noise_scale, rx.final_denoise)
     record = run_dir / "relaxed" / K_MIN_RECORD
     chosen = json.loads(record.read_text()).get(sampler) if record.exists() else None
     if chosen is None:
         raise FileNotFoundError(f"{record}: no k_min chosen for {sampler}; run the 'sample' stage first")
-    return m.label(chosen["k_min"])
+    return m.label(chosen["k_min"], rx.noise_scale, rx.final_denoise)
 
 
 def evaluated_labels(rx, run_dir: Path) -> list[str]:

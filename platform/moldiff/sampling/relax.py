@@ -14,6 +14,11 @@ Samplers:
   ddpm  the fixed schedule from k = T - 1 (generation baseline).
 A molecule stops when the step it took had k <= k_min (converged), when it reaches max_steps
 (not converged), or when its positions become NaN/inf (failed, kept in place, never dropped).
+With a threshold k_min > 0 a converged molecule has just taken a stochastic step and still carries
+noise of the level it reached; ``final_denoise`` then maps it to its Tweedie estimate
+x0 = (x - sqrt(1 - abar_s) eps_hat(x, k)) / sqrt(abar_s) at the index k the sampler's own rule
+gives next (s = k + 1; one more network call, counted in its steps). ``noise_scale`` 0 makes every
+step noise-free (the posterior mean: deterministic relaxation).
 
 ``ContinuousRelaxer`` keeps a batch of ``slots`` molecules full: after every step it takes out the
 molecules that stopped and pulls new ones from the queue, so one slow molecule never holds a
@@ -60,12 +65,15 @@ class RelaxSettings:
     max_steps: int = 1000
     k_min: int = 0
     noise_scale: float = 1.0         # 0 = deterministic denoising steps
+    final_denoise: bool = False      # Tweedie estimate of x0 for molecules that stop at k > 0
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.max_steps < 1 or self.k_min < 0:
             raise ValueError("max_steps must be >= 1 and k_min >= 0")
+        if self.noise_scale < 0:
+            raise ValueError(f"noise_scale must be >= 0, got {self.noise_scale}")
 
 
 def step_coefficients(schedule: PolynomialSchedule, k: torch.Tensor):
@@ -92,6 +100,15 @@ class StepTable:
 
     def __call__(self, k: torch.Tensor):
         return tuple(self.table[:, k.clamp(0, self.table.shape[1] - 1)])
+
+
+def tweedie(x: torch.Tensor, eps: torch.Tensor, k: torch.Tensor, schedule: PolynomialSchedule,
+            graphs: GraphBatch) -> torch.Tensor:
+    """x0 = (x - sqrt(1 - abar_s) eps) / sqrt(abar_s), s = k + 1, per molecule."""
+    abar = schedule.alpha2.to(device=x.device, dtype=torch.float64)[(k + 1).clamp(1, schedule.n_steps)]
+    a = abar.sqrt().to(x.dtype)[graphs.batch].unsqueeze(-1)
+    b = (1.0 - abar).sqrt().to(x.dtype)[graphs.batch].unsqueeze(-1)
+    return (x - b * remove_mean(eps, graphs.batch, graphs.n_atoms)) / a
 
 
 def reverse_step(x: torch.Tensor, eps: torch.Tensor, k: torch.Tensor, schedule: PolynomialSchedule,
@@ -167,6 +184,19 @@ class ContinuousRelaxer:
             k = model.predict_index(graphs).to(self.device).long()
         return k, model.noise(graphs, k)
 
+    def _denoise(self, out: GraphBatch, pick: np.ndarray, k0: torch.Tensor, steps: torch.Tensor,
+                 sizes: np.ndarray) -> GraphBatch:
+        """``out`` with its molecules ``pick`` replaced by their Tweedie estimates at the index the
+        sampler would use next (one network call on those molecules)."""
+        with torch.no_grad():
+            sub = out.select(torch.as_tensor(pick), host_n_atoms=sizes)
+            k, eps = self._step_inputs(sub, k0, steps)
+            self.model_steps += 1
+            clean = tweedie(sub.pos, eps, k, self.model.schedule, sub)
+            atoms = torch.cat([torch.arange(int(o), int(o) + int(n)) for o, n in
+                               zip(np.concatenate([[0], np.cumsum(sizes)])[pick], sizes[pick])]).to(out.pos.device)
+            return out.with_pos(out.pos.index_copy(0, atoms, clean))
+
     def _enter(self, new: list[tuple[int, np.ndarray, np.ndarray, int]]):
         """A batch of new molecules on the device, their host slots and their first k (itp
         predicts it once, now; the others learn it at their first step: -1)."""
@@ -235,14 +265,24 @@ class ContinuousRelaxer:
                 continue
             stopped = np.flatnonzero(done_h)
             sizes = np.array([len(slot.z) for slot in slots])
-            out_pos = graphs.select(torch.as_tensor(stopped), host_n_atoms=sizes).pos.cpu().numpy()
+            converged_h = finite_h.astype(bool) & (k_h <= s.k_min)
+            out = graphs.select(torch.as_tensor(stopped), host_n_atoms=sizes)
+            denoised = np.zeros(len(slots), dtype=bool)
+            if s.final_denoise:
+                denoised[stopped] = converged_h[stopped] & (k_h[stopped] > 0)
+                pick = np.flatnonzero(denoised[stopped])
+                if pick.size:
+                    out = self._denoise(out, pick, k0[torch.as_tensor(stopped).to(dev)][torch.as_tensor(pick).to(dev)],
+                                        steps[torch.as_tensor(stopped).to(dev)][torch.as_tensor(pick).to(dev)],
+                                        sizes[stopped])
+            out_pos = out.pos.cpu().numpy()
             first = 0
             for j in stopped:
                 slot, n = slots[j], sizes[j]
-                converged = bool(finite_h[j]) and k_h[j] <= s.k_min
+                converged = bool(converged_h[j])
                 failed = "nonfinite" if not finite_h[j] else ("" if converged else "step_cap")
-                yield RelaxResult(slot.index, slot.z, out_pos[first:first + n], int(steps_h[j]), converged, failed,
-                                  -1 if s.sampler == "ddpm" else int(k0_h[j]), slot.trace)
+                yield RelaxResult(slot.index, slot.z, out_pos[first:first + n], int(steps_h[j]) + int(denoised[j]),
+                                  converged, failed, -1 if s.sampler == "ddpm" else int(k0_h[j]), slot.trace)
                 first += n
             keep = np.flatnonzero(~done_h.astype(bool))
             slots = [slots[j] for j in keep]

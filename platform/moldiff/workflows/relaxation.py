@@ -62,13 +62,14 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
         if m.engine == "reverse_diffusion":
             k_min = resolve_k_min(rx.k_min, sampler, time_dir or model_dir, data.validation, cfg.sampling.use_ema,
                                   run_dir / "relaxed" / K_MIN_RECORD, log)
-        label = m.label(k_min)
+        label = m.label(k_min, rx.noise_scale, rx.final_denoise) if m.engine == "reverse_diffusion" else m.label(0)
         for seed in rx.seeds:
             out = relaxed_path(run_dir, label, seed)
             log(f"[relax] {label}, seed {seed}: {n_inputs} inputs on {rx.num_actors} actor(s), {rx.slots} slots each")
             t0 = time.time()
             got = relax_file(inputs, out, sampler, model_dir, time_dir, rx.num_actors, rx.slots, seed,
-                             {"max_steps": rx.max_steps, "k_min": k_min, "fmax": rx.fmax},
+                             {"max_steps": rx.max_steps, "k_min": k_min, "fmax": rx.fmax,
+                              "noise_scale": rx.noise_scale, "final_denoise": rx.final_denoise},
                              cfg.ray.cpus_per_actor, cfg.ray.torch_threads, cfg.sampling.use_ema,
                              actor_gpus(cfg.ray), rx.precision,
                              compile_wanted(rx.compile, n_inputs / rx.num_actors * TYPICAL_RELAX_STEPS))
