@@ -51,8 +51,14 @@ def test_time_target_is_k_over_t_minus_one_per_atom_and_index_rounds_the_clamped
     assert objective.time_target(torch.tensor([0, 999])).tolist() == [0.0, 1.0]
     g = graphs(sizes=(3, 2))
     m = model("time")
-    per_atom = torch.tensor([-0.5, 0.2, 0.5, 1.7, 0.3], dtype=torch.float64)   # clamp -> [0, .2, .5], [1, .3]
-    assert m.index_from_time(per_atom, g).tolist() == [round(0.7 / 3 * 999), round(0.65 * 999)]
+    per_atom = torch.tensor([-0.5, 0.2, 0.5, 1.7, 0.3], dtype=torch.float64)   # means 0.2/3, 1.0
+    assert m.index_from_time(per_atom, g).tolist() == [round(0.2 / 3 * 999), 999]
+    # the earlier rule clamped each atom first: [0, .2, .5] and [1, .3]
+    assert m.index_from_time(per_atom, g, clamp_first=True).tolist() == [round(0.7 / 3 * 999), round(0.65 * 999)]
+    # a clean structure whose atoms scatter around 0 reads as 0 only when averaged first
+    scatter = torch.tensor([-0.02, 0.02, 0.0, -0.01, 0.01], dtype=torch.float64)
+    assert m.index_from_time(scatter, g).tolist() == [0, 0]
+    assert m.index_from_time(scatter, g, clamp_first=True).tolist() == [round(0.02 / 3 * 999), round(0.005 * 999)]
     # the loss is the per-atom squared error against the molecule's own target
     k = torch.tensor([0, 999])
     loss, _ = objective(m, g, torch.Generator().manual_seed(0), k=k)
@@ -102,3 +108,30 @@ def test_training_steps_respect_t_max_and_the_relaxer_checks_its_models():
         Relaxer(time, noise)
     with pytest.raises(ValueError, match="joint"):
         relaxer.index_and_noise(g)
+
+
+def test_clean_fraction_shows_molecules_unnoised_with_time_target_zero():
+    g = graphs(sizes=(4, 6, 5, 3))
+
+    class Probe(torch.nn.Module):          # records what it is shown; predicts time 0.5, eps 0
+        def forward(self, graphs, k):
+            self.seen = graphs.pos.clone()
+            return {"time": torch.full((graphs.num_atoms,), 0.5, dtype=torch.float64),
+                    "eps": torch.zeros_like(graphs.pos)}
+    probe = Probe()
+    k = torch.tensor([100, 200, 300, 400])
+    gen = torch.Generator().manual_seed(0)
+    objective = MoreRedObjective(SCHEDULE, "joint", eta=0.5, clean_fraction=0.5)
+    loss, logs = objective(probe, g, gen, k=k)
+    clean = torch.rand(4, generator=torch.Generator().manual_seed(0)) < 0.5      # the objective's own draw
+    assert 0 < int(clean.sum()) < 4
+    from moldiff.diffusion.process import remove_mean
+    x0 = remove_mean(g.pos, g.batch, g.n_atoms)
+    shown_clean = torch.tensor([torch.allclose(probe.seen[g.batch == i], x0[g.batch == i]) for i in range(4)])
+    assert torch.equal(shown_clean, clean)
+    # time loss: (0.5 - target)^2 per atom, target 0 for the clean molecules
+    target = torch.where(clean, torch.zeros(4, dtype=torch.float64), k.double() / 999)[g.batch]
+    assert float(logs["time"]) == pytest.approx(float(((0.5 - target) ** 2).mean()))
+    # without the option the draws are the paper's: nobody is shown clean
+    MoreRedObjective(SCHEDULE, "joint", eta=0.5)(probe, g, torch.Generator().manual_seed(0), k=k)
+    assert not any(torch.allclose(probe.seen[g.batch == i], x0[g.batch == i]) for i in range(4))

@@ -36,7 +36,9 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
     log = []
     timed = run_experiment(time_cfg, command="pytest", log=log.append)
     assert any("relaxes nothing" in m for m in log)
-    assert set(timed.keys()) == {f"time_abs_error_k{k}" for k in (0, 10, 50, 100, 250, 500, 900)}
+    assert set(timed.keys()) == {f"time_abs_error_k{k}" for k in (0, 10, 50, 100, 250, 500, 900)} | {
+        "time_abs_error_clean", "time_abs_error_clean_clamp_first"}
+    assert timed["time_abs_error_clean"].labels == {"k": "clean"}
     assert all(np.isfinite(e.mean) and e.unit == "steps" for e in timed.entries)
     assert timed["time_abs_error_k0"].floor_mean == 500.0           # predicting k = T/2
     noise = tiny_morered(tmp_path, "noise", "noise", **{"relaxation.samplers": "[itp, as]",

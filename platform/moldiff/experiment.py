@@ -28,7 +28,7 @@ from .atomic import write_text as write_text_atomic
 from .config import STAGES, ExperimentConfig, dump_config
 from .data.sources import prepare_data
 from .metrics.report import Report
-from .workflows import workflow_for
+from .workflows import trained_checkpoint, workflow_for
 
 
 def prepare_run_dir(cfg: ExperimentConfig, command: str) -> Path:
@@ -57,12 +57,8 @@ def run_experiment(cfg: ExperimentConfig, stages: Iterable[str] = STAGES, comman
     clock = StageClock(run_dir)
     with clock("data"):
         data = prepare_data(cfg.data, log)
-    final = run_dir / "checkpoints" / "final"
+    final = trained_checkpoint(cfg, run_dir)
     if cfg.sampling.checkpoint:                 # a trained model from elsewhere: nothing to train here
-        given = Path(cfg.sampling.checkpoint).expanduser()
-        final = given / "checkpoints" / "final" if (given / "checkpoints" / "final").is_dir() else given
-        if not (final / "meta.json").is_file():
-            raise FileNotFoundError(f"sampling.checkpoint: {final} holds no trained model (no meta.json)")
         if "train" in stages:
             log(f"[train] skipped: sampling from {final} (sampling.checkpoint)")
         stages = [s for s in stages if s != "train"]

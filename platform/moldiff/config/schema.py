@@ -354,6 +354,9 @@ class MoreRedConfig(_Section):
     eta: float = Field(0.9, gt=0, lt=1, description="joint: weight of the noise loss (time: 1 - eta)")
     t_max: Optional[int] = Field(None, ge=1, description="train on time indices k < t_max only (relaxation "
                                  "inputs sit at small k); null = every k")
+    clean_fraction: float = Field(0.0, ge=0, lt=1, description="time / joint: the fraction of each batch shown "
+                                  "clean (x = x_0) with time target 0, so the time head reads relaxed structures "
+                                  "as step 0 (0: the paper's training, where the least noisy step is s = 1)")
 
 
 class ObjectiveConfig(_Section):

@@ -145,7 +145,8 @@ def _morered(cfg, dataset_kT, extras):
     from .morered import MoreRedObjective
     from .terms import head_terms
     mr = cfg.objective.morered
-    return MoreRedObjective(build_schedule(cfg.diffusion), mr.kind, mr.eta, mr.t_max, heads=head_terms(cfg, extras))
+    return MoreRedObjective(build_schedule(cfg.diffusion), mr.kind, mr.eta, mr.t_max, heads=head_terms(cfg, extras),
+                            clean_fraction=mr.clean_fraction)
 
 
 def _force_field(cfg, dataset_kT, extras):

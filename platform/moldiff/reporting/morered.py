@@ -121,11 +121,17 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
         md.append("| the test molecules themselves | | " + " | ".join(
             f"{ref[k]['floor']:.3f}" if k in ref and k != "median_steps" else "–" for k in stats) + " |")
     if time_run:
-        tm = sorted(time_run["report"].select(metric="time_abs_error"), key=lambda e: int(e.labels["k"]))
+        entries = time_run["report"].select(metric="time_abs_error")
+        tm = sorted((e for e in entries if e.labels["k"].isdigit()), key=lambda e: int(e.labels["k"]))
         md += ["", f"## Time predictor ({time_run['name']}): mean abs(k_hat - k) in steps on "
                f"{time_run['report'].n_samples} validation molecules diffused to step k", "",
                "| " + " | ".join(f"k = {e.labels['k']}" for e in tm) + " |", "|" + "---|" * len(tm),
                "| " + " | ".join(f"{e.mean:.1f}" for e in tm) + " |"]
+        clean = {e.labels.get("rule", "mean_first"): e.mean for e in entries if e.labels["k"] == "clean"}
+        if clean:         # runs evaluated since the clean-structure check exists
+            md += ["", f"On the clean validation structures (target 0) it reads step {clean['mean_first']:.1f} "
+                   f"(averaging the atoms' times, then clamping), {clean.get('clamp_first', float('nan')):.1f} "
+                   "clamping each atom first (the earlier rule)."]
     md += ["", "## Expected effect", "", *expected_effect(table)]
     md += ["", "## Cost", "", "| run | command | minutes per stage |", "|---|---|---|"]
     for run in runs + ([time_run] if time_run else []):

@@ -128,3 +128,15 @@ def config_problems(cfg) -> list[str]:
     if cfg.training.precision == "bf16" and (why := bf16_conflict(cfg)):
         problems.append(f"training.precision: bf16 does not fit this run: {why}; use fp32 or tf32")
     return problems
+
+
+def trained_checkpoint(cfg, run_dir: Path) -> Path:
+    """The checkpoint a run samples and evaluates with: ``sampling.checkpoint`` (a run directory or
+    a checkpoint directory) when it is set, else the run's own ``checkpoints/final``."""
+    if not cfg.sampling.checkpoint:
+        return Path(run_dir) / "checkpoints" / "final"
+    given = Path(cfg.sampling.checkpoint).expanduser()
+    final = given / "checkpoints" / "final" if (given / "checkpoints" / "final").is_dir() else given
+    if not (final / "meta.json").is_file():
+        raise FileNotFoundError(f"sampling.checkpoint: {final} holds no trained model (no meta.json)")
+    return final

@@ -43,11 +43,12 @@ def add_property_mae(report: Report, cfg: ExperimentConfig, data: PreparedData, 
     from ..data.normalization import PropertyNormalizer
     from ..objectives.registry import trained_property
     from ..train.checkpoint import load_model
+    from . import trained_checkpoint
 
     prop = trained_property(cfg)
     if prop is None:
         return ""
-    checkpoint = run_dir / "checkpoints" / "final"
+    checkpoint = trained_checkpoint(cfg, run_dir)
     model, _, meta = load_model(checkpoint, use_ema=cfg.sampling.use_ema)
     normalizer = PropertyNormalizer.from_dict(meta.get("property_normalizer") or {}, str(checkpoint))
     scores = {}

@@ -135,7 +135,9 @@ TIME_CHECK_INDICES = (0, 10, 50, 100, 250, 500, 900)
 
 
 def time_prediction_errors(model, table: pa.Table, seed: int = 0) -> dict[str, float]:
-    """Mean |k_hat - k| of the time predictor on molecules diffused to known indices k."""
+    """Mean |k_hat - k| of the time predictor on molecules diffused to known indices k, and the mean
+    k_hat it reads on the clean structures themselves (target 0), by the index rule in use
+    (average, then clamp) and by the former one (clamp each atom, then average)."""
     import torch
 
     from ..data.batch import collate_arrow
@@ -151,7 +153,24 @@ def time_prediction_errors(model, table: pa.Table, seed: int = 0) -> dict[str, f
             xk = abar.sqrt() * x0 + (1 - abar).sqrt() * centred_noise(graphs, gen)
             k_hat = model.index_from_time(model(graphs.with_pos(xk))["time"], graphs)
             out[f"time_abs_error_k{k}"] = float((k_hat - k).abs().double().mean())
+        time = model(graphs.with_pos(x0))["time"]
+        for key, clamp_first in (("time_abs_error_clean", False), ("time_abs_error_clean_clamp_first", True)):
+            out[key] = float(model.index_from_time(time, graphs, clamp_first=clamp_first).double().mean())
     return out
+
+
+TIME_ERROR_ROWS = {**{f"time_abs_error_k{k}": {"k": str(k)} for k in TIME_CHECK_INDICES},
+                   "time_abs_error_clean": {"k": "clean"},
+                   "time_abs_error_clean_clamp_first": {"k": "clean", "rule": "clamp_first"}}
+
+
+def add_time_errors(report: Report, model, table: pa.Table, seeds: list[int], n_steps: int) -> None:
+    """The time head's errors (``time_prediction_errors``) per seed, beside predicting k = T/2."""
+    errors = {s: time_prediction_errors(model, table, s) for s in seeds}
+    for key, labels in TIME_ERROR_ROWS.items():
+        k = 0 if labels["k"] == "clean" else int(labels["k"])
+        report.add(key, [errors[s][key] for s in seeds], abs(n_steps / 2 - k), unit="steps",
+                   metric="time_abs_error", **labels)
 
 
 def evaluate_time_model(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log) -> Report:
@@ -161,21 +180,20 @@ def evaluate_time_model(cfg: ExperimentConfig, data: PreparedData, run_dir: Path
     table, _ = read_dataset(data.validation, validate=False)
     table = table.slice(0, 500)
     seeds = list(cfg.relaxation.seeds)
-    errors = {s: time_prediction_errors(model, table, s) for s in seeds}
     report = Report(cfg.name, cfg.variant, "relaxation", seeds, n_samples=table.num_rows,
                     n_reference=table.num_rows, n_noise_floor_set=table.num_rows,
                     n_train=data.train_manifest.n_molecules,
-                    reference="validation molecules diffused to known indices k",
+                    reference="validation molecules diffused to known indices k (clean: the structures "
+                              "themselves, target 0)",
                     floor_meaning="predicting k = T/2 for every molecule")
-    for k in TIME_CHECK_INDICES:
-        key = f"time_abs_error_k{k}"
-        report.add(key, [errors[s][key] for s in seeds], abs(cfg.diffusion.n_steps / 2 - k), unit="steps",
-                   metric="time_abs_error", k=str(k))
+    add_time_errors(report, model, table, seeds, cfg.diffusion.n_steps)
     mae_line = _property_mae(report, cfg, data, run_dir, log)
     report.write(run_dir)
     write_results_page(report, run_dir, cfg.description, mae_line, sample_title="time predictor")
     log("[evaluate] time predictor, mean |k_hat - k|: " + ", ".join(
-        f"k={k} {report[f'time_abs_error_k{k}'].mean:.1f}" for k in TIME_CHECK_INDICES))
+        f"k={k} {report[f'time_abs_error_k{k}'].mean:.1f}" for k in TIME_CHECK_INDICES)
+        + f"; clean structures read as {report['time_abs_error_clean'].mean:.1f} "
+          f"({report['time_abs_error_clean_clamp_first'].mean:.1f} clamping each atom first)")
     return report
 
 
@@ -263,6 +281,12 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
                 "steps" if stat == "median_steps" else None)
         report.add(f"{label}_{group}_{stat}", [per_seed[s] for s in seeds], floor[(label, group, stat)],
                    unit=unit, metric=stat, method=label, group=group)
+    if _model_kind(cfg) == "joint" and data.validation is not None:
+        from ..train.checkpoint import load_model
+        from . import trained_checkpoint
+        model = load_model(trained_checkpoint(cfg, run_dir), use_ema=cfg.sampling.use_ema)[0].double()
+        add_time_errors(report, model, read_dataset(data.validation, validate=False)[0].slice(0, 500), seeds,
+                        cfg.diffusion.n_steps)
     mae_line = _property_mae(report, cfg, data, run_dir, log)
     report.write(run_dir)
     write_results_page(report, run_dir, cfg.description, mae_line, sample_title="relaxed",
