@@ -201,3 +201,44 @@ def test_a_study_whose_driver_is_killed_resumes_without_losing_a_finished_trial(
     assert sorted(t["params"]["variant.objective"] for t in summary["trials"] if "metrics" in t) == ["dsm", "psm"]
     stages = [r["stage"] for r in json.loads((finished[0] / "timings.json").read_text())]
     assert stages.count("train") == 1 and stages.count("evaluate") == 1, f"the finished trial ran again: {stages}"
+
+
+def test_print_config_of_a_study_validates_every_trial_and_starts_nothing(tmp_path, capsys):
+    from moldiff.cli import main
+    path = write_spec(tmp_path, variants={"objective": {"dsm": {"objective.name": "dsm"},
+                                                        "psm": {"objective.name": "psm"}},
+                                          "seed": {"s0": {"seed": 0}, "s1": {"seed": 1}}})
+    assert main(["--sweep", str(path), "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "# 4 grid point(s)" in out and "# psm-s1-ID: " in out and "-> variant piecewise" in out
+    assert not (tmp_path / "runs").exists()
+    bad = write_spec(tmp_path, variants={"objective": {"x": {"objective.name": "nope"}}})
+    assert main(["--sweep", str(bad), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert "trial x-ID" in err and "unknown objective 'nope'" in err
+
+
+def test_a_study_trained_by_another_samples_its_models_with_another_sampler(ray_session, tmp_path):
+    variants = {"objective": {"dsm": {"objective.name": "dsm"}, "psm": {"objective.name": "psm"}}}
+    trained = write_spec(tmp_path, variants=variants, max_concurrent_trials=1, overrides={"ray.num_sampling_actors": 1})
+    first = run_sweep(trained, log=lambda m: None)
+    refined = tmp_path / "refined.yaml"
+    refined.write_text(yaml.safe_dump({
+        "name": "refined", "base": "base.yaml", "trained_by": [str(tmp_path / "runs" / "tiny_study")],
+        "max_concurrent_trials": 1, "variants": {**variants, "sampler": {"langevin": {"sampling.window.langevin_steps": 5}}},
+        "overrides": {"ray.num_sampling_actors": 1}}))
+    second = run_sweep(refined, log=lambda m: None)
+    by_objective = {t["params"]["variant.objective"]: t["run_dir"] for t in first["trials"]}
+    for t in second["trials"]:
+        run = tmp_path / "runs" / "refined" / t["trial"]
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        assert cfg["sampling"]["checkpoint"] == by_objective[t["params"]["variant.objective"]]
+        assert cfg["sampling"]["window"]["langevin_steps"] == 5
+        assert not (run / "checkpoints").exists() and (run / "metrics.json").is_file()     # nothing trained here
+    # a study whose variants match no trained trial says so before it samples anything
+    refined.write_text(yaml.safe_dump({
+        "name": "orphan", "base": "base.yaml", "trained_by": [str(tmp_path / "runs" / "tiny_study")],
+        "variants": {"objective": {"fp": {"objective.name": "psm", "objective.psm.weighting": "piecewise_weighted"}},
+                     "other": {"a": {}}}}))
+    with pytest.raises(Exception, match=r"0 of 2 finished trials match the variants"):
+        run_sweep(refined, log=lambda m: None)

@@ -25,7 +25,8 @@ def parse_args(argv):
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.epochs=10 ray.num_workers=2")
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
-    p.add_argument("--print-config", action="store_true", help="validate, print the resolved config and exit")
+    p.add_argument("--print-config", action="store_true", help="validate, print the resolved config and exit "
+                   "(with --sweep: validate every trial's config and list the trials; nothing starts)")
     return p.parse_intermixed_args(argv)  # options may come before, between or after the overrides
 
 
@@ -77,6 +78,10 @@ def _sweep(args) -> int:
     overrides = ([args.config] if args.config else []) + list(args.overrides)   # argparse puts the first one in config
     try:
         load_spec(args.sweep, split_overrides(overrides)[0], args.only)
+        if args.print_config:              # a dry run: every trial's config validated, nothing started
+            from .sweep import describe_sweep
+            print(describe_sweep(args.sweep, overrides, args.only), end="")
+            return 0
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -78,6 +78,10 @@ class SweepSpec(_Spec):
     finalists: int = Field(0, ge=0)
     final_overrides: dict[str, Any] = Field(default_factory=dict)
     part_of: Optional[str] = Field(None, description="the study this run is a part of (set by --only)")
+    trained_by: list[str] = Field(default_factory=list, description="study directories (the parts of one study) "
+                                  "whose trials trained the models: each trial here trains nothing and samples from "
+                                  "the trial there with the same values of the variant groups both have "
+                                  "(sampling.checkpoint), so another sampler is judged on the same models")
 
 
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -115,6 +119,10 @@ def load_spec(path: str | Path, spec_overrides: list[str] | None = None,
                               f"variants or grid entries ({', '.join(list(spec.variants) + grids)})")
     if only:
         spec = restrict(spec, only, path)
+    if spec.trained_by:     # relative to where the command runs, like every other path on the command line
+        spec = spec.model_copy(update={"trained_by": [str(Path(d).expanduser().resolve()) for d in spec.trained_by]})
+        if spec.budgets:
+            raise ConfigError(f"{path}: trained_by samples trained models; it cannot train in budgets")
     base = load_raw(path.parent / spec.base)
     return spec, base
 
@@ -162,8 +170,34 @@ def trial_name(spec: SweepSpec, params: dict, trial_id: str) -> str:
     return "-".join(named + [trial_id])
 
 
+def trained_trial(spec: SweepSpec, params: dict) -> str:
+    """The run directory of the ``trained_by`` trial whose variants match ``params`` on the groups
+    both studies have (exactly one must)."""
+    mine = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("variant.")}
+    matches, seen = [], 0
+    for study in spec.trained_by:
+        summary_path = Path(study) / "summary.json"
+        if not summary_path.is_file():
+            raise ConfigError(f"trained_by: {summary_path} not found (run that study first)")
+        for t in json.loads(summary_path.read_text())["trials"]:
+            if "metrics" not in t:
+                continue
+            seen += 1
+            theirs = {k.split(".", 1)[1]: v for k, v in t["params"].items() if k.startswith("variant.")}
+            shared = set(mine) & set(theirs)
+            if shared and all(mine[g] == theirs[g] for g in shared):
+                matches.append(t["run_dir"])
+    if len(matches) != 1:
+        raise ConfigError(f"trained_by {spec.trained_by}: {len(matches)} of {seen} finished trials match the variants "
+                          f"{mine} (need exactly one)")
+    return matches[0]
+
+
 def trial_config(base: dict, spec: SweepSpec, params: dict, name: str, output_dir: Path,
-                 extra: Optional[dict] = None) -> ExperimentConfig:
+                 extra: Optional[dict] = None, probe: bool = False) -> ExperimentConfig:
+    """``probe``: for preparing data and dry runs, without resolving ``trained_by``."""
+    if spec.trained_by and not probe:
+        extra = {"sampling.checkpoint": trained_trial(spec, params), **(extra or {})}
     raw = apply_overrides(base, _dotted({**spec.overrides, **expand(spec, params), **(extra or {})}))
     raw.update(name=name, output_dir=str(output_dir))
     return validate_config(raw, source=f"sweep {spec.name}, trial {name}")
@@ -285,6 +319,8 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
     # trials run with the trial directory as working directory: make every path absolute here
     base = absolute_paths(apply_overrides(base, base_overrides or []))
     probe = validate_config(apply_overrides(base, _dotted(spec.overrides)), source=str(spec_path))
+    for point in grid_points(spec) if spec.trained_by else []:
+        trained_trial(spec, point)          # every trial has its trained model, before anything starts
     connect(probe.ray)
     from .accelerator import gpus_needed, require_gpus
     require_gpus(probe.ray, gpus_needed(probe.ray, trains=True), log)      # before the sweep writes anything
@@ -298,7 +334,7 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
     # tasks); trials then find them in the cache
     distinct = {}
     for point in grid_points(spec):
-        data_cfg = trial_config(base, spec, point, "probe", out).data
+        data_cfg = trial_config(base, spec, point, "probe", out, probe=True).data
         distinct.setdefault(data_cfg.model_dump_json(), data_cfg)
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=len(distinct)) as pool:
@@ -404,3 +440,20 @@ def summary_table(summary: dict) -> str:
             lines.append(f"- {f['trial']} {json.dumps(f['params'])}: {f['metrics'][metric]:.4f} ± {f['std'][metric]:.4f} "
                          f"(floor {f['noise_floor'][metric]:.4f})")
     return "\n".join(lines)
+
+
+def describe_sweep(spec_path: str | Path, overrides: list[str] | None = None, only: list[str] | None = None) -> str:
+    """A dry run: every grid point's trial config validated (an error names the trial), then the
+    spec and one line per trial with its overrides. Nothing starts."""
+    spec_overrides, base_overrides = split_overrides(overrides or [])
+    spec, base = load_spec(spec_path, spec_overrides, only)
+    base = absolute_paths(apply_overrides(base, base_overrides))
+    lines = [yaml.safe_dump({"spec": spec.model_dump(mode="json", exclude_defaults=True)}, sort_keys=False).rstrip()]
+    points = grid_points(spec)
+    random = [k for k, d in spec.search.items() if not (isinstance(d, dict) and "grid" in d)]
+    lines.append(f"# {len(points)} grid point(s)" + (f" x {spec.num_samples} draw(s) of {random}" if random else ""))
+    for point in points:
+        name = trial_name(spec, point, "ID")
+        cfg = trial_config(base, spec, point, name, Path(base.get("output_dir", "runs")), probe=True)
+        lines.append(f"# {name}: {json.dumps(expand(spec, point))} -> variant {cfg.variant}")
+    return "\n".join(lines) + "\n"
