@@ -174,11 +174,12 @@ def trained_trial(spec: SweepSpec, params: dict) -> str:
     """The run directory of the ``trained_by`` trial whose variants match ``params`` on the groups
     both studies have (exactly one must)."""
     mine = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("variant.")}
-    matches, seen = [], 0
+    matches, seen, missing = [], 0, []
     for study in spec.trained_by:
         summary_path = Path(study) / "summary.json"
-        if not summary_path.is_file():
-            raise ConfigError(f"trained_by: {summary_path} not found (run that study first)")
+        if not summary_path.is_file():       # a part not run yet: the trials that need it say so below
+            missing.append(str(summary_path))
+            continue
         for t in json.loads(summary_path.read_text())["trials"]:
             if "metrics" not in t:
                 continue
@@ -189,7 +190,7 @@ def trained_trial(spec: SweepSpec, params: dict) -> str:
                 matches.append(t["run_dir"])
     if len(matches) != 1:
         raise ConfigError(f"trained_by {spec.trained_by}: {len(matches)} of {seen} finished trials match the variants "
-                          f"{mine} (need exactly one)")
+                          f"{mine} (need exactly one)" + (f"; not run yet: {', '.join(missing)}" if missing else ""))
     return matches[0]
 
 
