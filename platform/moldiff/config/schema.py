@@ -561,7 +561,7 @@ class RelaxationConfig(_Section):
         default_factory=lambda: ["jt"], min_length=1, description="MoreRed: jt needs a joint model, itp / as a noise "
         "model plus time_run; force field: fire (batched FIRE on the learned forces); mmff: RDKit MMFF94, the "
         "classical reference (needs no model)")
-    fmax: float = Field(0.005, gt=0, description="fire: convergence on the largest force (eV/A; the paper's 5 meV/A)")
+    fmax: float = Field(0.005, gt=0, description="fire / lbfgs: convergence on the largest force (eV/A; the paper's 5 meV/A)")
     time_run: Optional[str] = Field(None, description="run directory (or checkpoint directory) of a trained time "
                                     "predictor (objective.morered.kind: time), for itp / as")
     max_steps: int = Field(1000, ge=1)

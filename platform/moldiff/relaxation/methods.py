@@ -4,6 +4,8 @@ dispatch, the threshold rule, output labels and the results pages all derive fro
 A method is one of three engines:
   reverse_diffusion  MoreRed's samplers on a trained MoreRed network (sampling.relax, continuous batching)
   force_field        batched FIRE on a learned force field's forces (sampling.fire)
+  ase_optimizer      an ASE optimiser (L-BFGS) on a learned force field, one molecule at a time on
+                     the CPU in float64 (interop.ase_calculator.MoldiffCalculator)
   classical          a force field that needs no trained model (RDKit MMFF94, on the CPU)
 
 Output label: the method's name, plus ``-kmin<k>`` when a MoreRed method ran with a convergence
@@ -22,7 +24,7 @@ from typing import Optional
 class RelaxationMethod:
     name: str                      # the config value (relaxation.samplers) and the label's stem
     title: str                     # how results pages name it
-    engine: str                    # reverse_diffusion | force_field | classical
+    engine: str                    # reverse_diffusion | force_field | ase_optimizer | classical
     objective: Optional[str]       # the objective whose trained model it runs (None: needs no model)
     model_kinds: tuple[str, ...] = ()   # reverse_diffusion: the MoreRed network kinds that can run it
     adaptive: bool = False         # stops when the predicted step reaches k_min (the threshold applies)
@@ -62,6 +64,8 @@ METHODS: dict[str, RelaxationMethod] = {m.name: m for m in (
     RelaxationMethod("jt", "MoreRed-JT", "reverse_diffusion", "morered", ("joint",), adaptive=True),
     RelaxationMethod("ddpm", "DDPM (fixed schedule)", "reverse_diffusion", "morered", ("noise", "joint")),
     RelaxationMethod("fire", "PaiNN force field + FIRE", "force_field", "force_field", baseline=True),
+    RelaxationMethod("lbfgs", "PaiNN force field + L-BFGS (ASE)", "ase_optimizer", "force_field", on_gpu=False,
+                     baseline=True),
     RelaxationMethod("mmff", "MMFF94 (RDKit)", "classical", None, on_gpu=False, baseline=True),
 )}
 

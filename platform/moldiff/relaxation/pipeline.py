@@ -161,8 +161,11 @@ class RelaxBatch:
             self.model = Relaxer(model(model_dir), model(time_dir) if time_dir else None)
         elif self.engine == "force_field":
             self.model = model(model_dir)
+        elif self.engine == "ase_optimizer":
+            from ..interop.ase_calculator import MoldiffCalculator
+            self.model = MoldiffCalculator(model=load_model(model_dir, use_ema=use_ema)[0])     # float64, CPU
         compiled = ""
-        if compile and self.engine != "classical":
+        if compile and self.engine in ("reverse_diffusion", "force_field"):
             from ..nn.compile import compile_blocks
             networks = [self.model.noise_model, self.model.time_model] if self.engine == "reverse_diffusion" else [self.model]
             # a joint model is both networks; compile_blocks skips blocks already compiled
@@ -217,6 +220,25 @@ class RelaxBatch:
             print(f"[relax fire] {len(out)}/{len(zs)} of this batch in {time.time() - t0:.0f}s", flush=True)
         return out
 
+    def _ase(self, ids, zs, starts, targets) -> list[tuple]:
+        from ase import Atoms
+        from ase.optimize import LBFGS
+
+        out, t0 = [], time.time()
+        for z, start in zip(zs, starts):
+            atoms = Atoms(numbers=z, positions=start)
+            atoms.calc = self.model
+            optimizer = LBFGS(atoms, logfile=None)
+            try:
+                converged = bool(optimizer.run(fmax=self.settings["fmax"], steps=self.settings["max_steps"]))
+                pos = atoms.get_positions()
+                failed = "" if converged else ("nonfinite" if not np.isfinite(pos).all() else "step_cap")
+            except (ValueError, FloatingPointError, np.linalg.LinAlgError):     # a blown-up step
+                converged, pos, failed = False, start, "nonfinite"
+            out.append((pos, int(optimizer.nsteps), converged, failed, -1))
+        print(f"[relax lbfgs] {len(out)} molecules in {time.time() - t0:.0f}s", flush=True)
+        return out
+
     def _mmff(self, ids, zs, starts, targets) -> list[tuple]:
         from ..sampling.classical import mmff_relax
 
@@ -234,7 +256,8 @@ class RelaxBatch:
         ids = batch.column("id").to_pylist()
         zs = [np.asarray(z) for z in batch.column("z").to_pylist()]
         starts, targets = positions(batch), positions(batch, "target")
-        relax = {"reverse_diffusion": self._morered, "force_field": self._fire, "classical": self._mmff}[self.engine]
+        relax = {"reverse_diffusion": self._morered, "force_field": self._fire, "ase_optimizer": self._ase,
+                 "classical": self._mmff}[self.engine]
         results = relax(ids, zs, starts, targets)
         rmsd_after = [kabsch_rmsd(pos, target) if failed != "nonfinite" else float("inf")
                       for (pos, _, _, failed, _), target in zip(results, targets)]

@@ -1,0 +1,1 @@
+"""moldiff models in the field's tools (ASE calculators, ...)."""
