@@ -67,6 +67,8 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
             assert f"{sampler}_all_{stat}" in m and f"{sampler}_etkdg_{stat}" in m
         # the report says what each entry measured, so pages need not parse its name
         assert m[f"{sampler}_etkdg_median_ratio"].labels == {"method": sampler, "group": "etkdg"}
+        # the physical inputs pooled (here ETKDG alone: these inputs have no thermal kind)
+        assert m[f"{sampler}_physical_median_ratio"].per_seed == m[f"{sampler}_etkdg_median_ratio"].per_seed
     assert len(joint_metrics["jt_all_median_ratio"].per_seed) == 2
     assert [e.labels["group"] for e in joint_metrics.select(method="jt", metric="median_ratio")][0] == "all"
     # noise "relaxed" with the molecule's composition is generation, judged by validity

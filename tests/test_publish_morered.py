@@ -19,31 +19,49 @@ def run(name, values: dict, seeds=(0,)):
             "report": report}
 
 
-def relaxed(sampler, ratio, failures, kinds=("etkdg", "thermal")):
+def relaxed(sampler, ratio, failures, kinds=("etkdg", "thermal"), physical=None):
+    """Every group at ``ratio`` / ``failures``, the physical group at ``physical`` (ratio, failures)."""
     out = {}
-    for group in ("all", *kinds):
+    for group in ("all", "physical", *kinds):
+        if group == "physical" and physical is not None:
+            out.update({(sampler, group, "median_ratio"): [physical[0]], (sampler, group, "failure_fraction"): [physical[1]],
+                        (sampler, group, "median_rmsd_after"): [0.4 * physical[0]], (sampler, group, "median_steps"): [50.0],
+                        (sampler, group, "converged_fraction"): [1.0]})
+            continue
         out.update({(sampler, group, "median_ratio"): [ratio], (sampler, group, "failure_fraction"): [failures],
                     (sampler, group, "median_rmsd_after"): [0.4 * ratio], (sampler, group, "median_steps"): [50.0],
                     (sampler, group, "converged_fraction"): [1.0]})
     return out
 
 
-def test_samplers_of_several_runs_merge_and_the_expected_effect_is_judged_on_the_numbers():
-    runs = [run("noise", {**relaxed("itp", 0.3, 0.05), **relaxed("as", 0.5, 0.2)}),
-            run("joint", relaxed("jt", 0.7, 0.4)),
-            run("ff", {**relaxed("fire", 0.6, 0.1), **relaxed("mmff", 0.9, 0.3)})]
+def test_samplers_of_several_runs_merge_and_the_expected_effect_is_judged_on_the_physical_inputs():
+    energy = lambda label, e: {(label, "subset", "median_energy_above_min"): [e]}     # noqa: E731
+    runs = [run("noise", {**relaxed("itp", 0.3, 0.05, physical=(0.9, 0.08)), **relaxed("as", 0.5, 0.2),
+                          **energy("itp", 9.4), **energy("as", 17.0)}),
+            run("joint", {**relaxed("jt", 0.7, 0.4), **relaxed("jt-kmin19-denoised", 0.6, 0.3), **energy("jt", 9.0),
+                          **energy("jt-kmin19-denoised", 8.0)}),
+            run("ff", {**relaxed("fire", 0.6, 0.1, physical=(0.86, 0.3)), **relaxed("lbfgs", 0.6, 0.1, physical=(0.85, 0.2)),
+                       **relaxed("mmff", 0.9, 0.3, physical=(0.8, 0.1))})]
     collected = collect(runs)
     assert {s: r for (s, g), r in collected["source"].items() if g == "all"} == {
-        "itp": "noise", "as": "noise", "jt": "joint", "fire": "ff", "mmff": "ff"}
-    assert collected["table"]["fire"]["thermal"]["median_ratio"]["mean"] == 0.6
+        "itp": "noise", "as": "noise", "jt": "joint", "jt-kmin19-denoised": "joint", "fire": "ff", "lbfgs": "ff",
+        "mmff": "ff"}
     effect = expected_effect(collected["table"])
-    assert "ITP: median ratio 0.300 vs the force field's 0.600 (lower: met)" in effect[0] and "0.050 vs 0.100 (lower: met)" in effect[0]
-    assert "0.700 vs the force field's 0.600 (not lower: NOT met)" in effect[1] and "0.400 vs 0.100 (not lower: NOT met)" in effect[1]
+    # failures: ITP 0.08 below the better force field (L-BFGS 0.2) and MMFF94 (0.1); ratio 0.9 worse than MMFF94's 0.8
+    assert "MoreRed-ITP 0.080 vs PaiNN force field + L-BFGS (ASE) 0.200 (below: met)" in effect[0]
+    assert "MoreRed-ITP 0.080 vs MMFF94 (RDKit) 0.100 (below: met)" in effect[1]
+    assert "MoreRed-ITP 0.900 vs MMFF94 (RDKit) 0.800 (worse: NOT met)" in effect[2]
+    assert "MoreRed-AS 17.00 vs MoreRed-ITP 9.40 (higher: NOT met)" in effect[3]
+    assert "MoreRed-JT 9.00 vs MoreRed-ITP 9.40 (at most: met)" in effect[4]
+    assert "MoreRed-JT (k_min 19, final denoising) 8.00 vs MoreRed-ITP 9.40 (at most: met)" in effect[5]
     md, records = render(collected, runs, None, None, None)
     text = "\n".join(md)
+    headline = text.index("## Physical inputs (ETKDG and thermal): the headline")
+    assert headline < text.index("## All inputs")
+    assert text.index("| MoreRed-ITP | noise | 0.900 | 0.080 |") > headline
     assert "| MoreRed-ITP | noise | 0.300 | 0.050 |" in text and "| no relaxation (the inputs) | | 1 | 0 | | 0.400 |" in text
     assert "| sampler | etkdg | thermal |" in text
-    assert len(records) == 5 * 3 * 5 and {r["variant"].split("/")[0] for r in records} == {"itp", "as", "jt", "fire", "mmff"}
+    assert {r["variant"].split("/")[0] for r in records} == {"itp", "as", "jt", "jt-kmin19-denoised", "fire", "lbfgs", "mmff"}
 
 
 def test_generation_from_its_own_run_joins_the_page():
@@ -56,8 +74,10 @@ def test_generation_from_its_own_run_joins_the_page():
     assert "| MoreRed-AS | generation | 0.800 | 0.900 |" in text and "| DDPM (fixed schedule) | generation |" in text
 
 
-def test_without_the_baseline_the_effect_is_not_claimed_and_a_sampler_in_two_runs_is_an_error():
+def test_without_itp_or_a_baseline_the_effect_is_not_claimed_and_a_sampler_in_two_runs_is_an_error():
     assert "cannot be checked" in expected_effect(collect([run("joint", relaxed("jt", 0.7, 0.4))])["table"])[0]
+    alone = expected_effect(collect([run("noise", relaxed("itp", 0.3, 0.05))])["table"])
+    assert alone[0] == "- Failures vs the force field: not run, cannot be checked." and "not measured" in alone[-1]
     with pytest.raises(ValueError, match="sampler jt on all inputs appears in two runs: a and b"):
         collect([run("a", relaxed("jt", 0.7, 0.4)), run("b", relaxed("jt", 0.5, 0.4))])
 
@@ -67,9 +87,6 @@ def test_thresholds_are_rows_of_their_own_and_throughput_ratios_are_shown():
             run("ff", relaxed("fire", 0.7, 0.3))]
     collected = collect(runs)
     assert collected["source"][("jt-kmin19", "all")] == "joint"
-    effect = expected_effect(collected["table"])
-    assert "MoreRed-JT: median ratio 0.900" in effect[0] and "NOT met" in effect[0]
-    assert "MoreRed-JT (k_min 19): median ratio 0.600 vs the force field's 0.700 (lower: met)" in effect[1]
     throughput = [{"setting": "one molecule at a time", "seconds": 20.0, "molecules": 10, "molecules_per_s": 0.5},
                   {"setting": "continuous batching", "seconds": 4.0, "molecules": 10, "molecules_per_s": 2.5},
                   {"ratio_batched_vs_single": 5.0, "ratio_2_vs_1_actors": 1.8, "same_molecules": True}]

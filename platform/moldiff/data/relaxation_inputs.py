@@ -36,6 +36,9 @@ from .records import build_table
 
 KINDS = ("etkdg", "diffusion", "thermal", "prior")
 JUDGED_AS_MOLECULES = ("prior", "generated")      # kinds without a reference geometry to be near
+# kinds a relaxer meets in practice (a conformer generator's guess, a hot geometry), as opposed to
+# forward-diffusion noise, MoreRed's own training corruption: the benchmark's headline group
+PHYSICAL_KINDS = ("etkdg", "thermal")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from . import Workflow, register
 from ..accelerator import actor_gpus, record_stage_devices
 from ..config import ExperimentConfig
-from ..data.relaxation_inputs import JUDGED_AS_MOLECULES
+from ..data.relaxation_inputs import JUDGED_AS_MOLECULES, PHYSICAL_KINDS
 from ..data.sources import PreparedData
 from ..data.store import read_dataset
 from ..metrics.relaxation import ERROR_STATS, relaxed_stats
@@ -211,11 +211,15 @@ def _property_mae(report: Report, cfg: ExperimentConfig, data: PreparedData, run
 
 def _groups(rows: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Each row's input group (kind, diffusion<step>) and the row indices of every group with a
-    reference geometry, ``all`` first; kinds judged as molecules (prior, generated) have none."""
+    reference geometry, ``all`` first, then ``physical`` (the ETKDG and thermal inputs pooled); kinds
+    judged as molecules (prior, generated) have none."""
     labels = np.array([k if k != "diffusion" else f"diffusion{int(v)}" for k, v in
                        zip(rows.column("kind").to_pylist(), rows.column("level").to_pylist())])
     near = ~np.isin(labels, JUDGED_AS_MOLECULES)
     groups = {"all": np.flatnonzero(near)} if near.any() else {}
+    physical = np.isin(labels, PHYSICAL_KINDS)
+    if physical.any():          # ETKDG and thermal inputs pooled: the benchmark's headline
+        groups["physical"] = np.flatnonzero(physical)
     for group in sorted(set(labels[near])):
         groups[group] = np.flatnonzero(labels == group)
     return labels, groups
