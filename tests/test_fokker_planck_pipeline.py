@@ -53,9 +53,15 @@ def test_single_energy_model_trains_samples_simulates_and_evaluates(ray_session,
     assert saved.variant == "fokker_planck" and saved.workflow == "states"
     assert report["sim_js"].per_seed == saved["sim_js"].per_seed
     # structure instead of names: iid and simulation side by side, the gap has no training-set value
-    assert saved["sim_js"].labels == {"mode": "sim"} and saved["sim_js"].metric == "js"
+    assert saved["sim_js"].labels == {"mode": "sim", "footing": "reference"} and saved["sim_js"].metric == "js"
     assert [e.key for e in saved.select(metric="js")] == ["iid_js", "sim_js", "gap_js"]
     assert saved["iid_js"].train_set is not None and saved["gap_js"].train_set is None
+    # the paper's footing beside ours: the same states against the training data
+    for mode in ("iid", "sim"):
+        entry = saved[f"{mode}_js_vs_train"]
+        assert entry.labels == {"mode": mode, "footing": "training_data"} and np.isfinite(entry.mean)
+        assert entry.floor_mean is not None and entry.floor_mean > 0      # the reference against the training data
+    assert saved["iid_js"].labels["footing"] == "reference"
     # two Train workers average gradients by hand (no DDP): both ran and the run finished
     assert json.loads((run / "checkpoints/final/meta.json").read_text())["world_size"] == 2
 
