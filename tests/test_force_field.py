@@ -40,6 +40,21 @@ def test_labels_are_gfn2_energies_and_their_negative_gradients(labelled):
     assert forces[atom, 0] == pytest.approx(numeric, rel=1e-3, abs=1e-4)
 
 
+def test_thermal_frames_are_hot_geometries_labelled_by_their_own_run():
+    stable = build_datasets([FIXTURE], QM9Selection(max_heavy_atoms=8), "f", lambda m: None)["train"][0].slice(0, 1)
+    table = build_labelled(stable, LabelSettings(n_perturbed=0, n_thermal=2, thermal_steps=20, seed=3),
+                           log=lambda m: None)
+    ids = table.column("id").to_pylist()
+    assert len(ids) == 3 and ids[1].endswith("-thermal0") and ids[2].endswith("-thermal1")
+    energy, pos = table.column("energy").to_numpy(), positions(table)
+    assert (energy[1:] > energy[0]).all()                        # heated above the DFT minimum
+    assert all(np.sqrt(((p - pos[0]) ** 2).sum(1).mean()) > 0.01 for p in pos[1:])
+    z = np.asarray(table.column("z")[2].as_py())
+    e, f = gfn2_energy_forces(z, pos[2])                         # the run's labels are GFN2's at that frame
+    assert e == pytest.approx(energy[2], abs=1e-5)          # (positions are stored in float32)
+    assert np.allclose(f, np.asarray(table.column("forces")[2].as_py()).reshape(-1, 3), atol=1e-4)
+
+
 def test_element_references_recover_additive_energies():
     rng = np.random.default_rng(0)
     true = {1: -13.6, 6: -1030.0, 7: -1480.0, 8: -2040.0}

@@ -124,12 +124,18 @@ class ParquetSource(_Section):
 
 class GFN2LabelsConfig(_Section):
     """GFN2-xTB (tblite) labels for a force field: each of the first ``n_molecules`` training molecules
-    plus ``n_perturbed`` copies displaced by forward diffusion to a random step in [k_lo, k_hi]."""
+    plus ``n_perturbed`` copies displaced by forward diffusion to a random step in [k_lo, k_hi], and
+    ``n_thermal`` frames of one short GFN2-xTB Langevin run per molecule (hot geometries, labelled
+    by the run itself)."""
 
-    n_molecules: int = Field(2000, ge=1)
+    n_molecules: Optional[int] = Field(2000, ge=1, description="null = every training molecule (MoreRed's data)")
     n_perturbed: int = Field(4, ge=0)
     k_lo: int = Field(5, ge=1)
     k_hi: int = Field(100, ge=1, description="beyond ~100 of 1000 steps atoms collide and GFN2 forces explode")
+    n_thermal: int = Field(0, ge=0, description="frames kept, evenly spaced, from one GFN2-xTB Langevin run per "
+                           "molecule (thermal_steps GFN2 calls each: ~8 ms per call for a QM9 molecule)")
+    thermal_K: float = Field(1000.0, gt=0, description="the run's temperature (the thermal relaxation inputs')")
+    thermal_steps: int = Field(60, ge=1, description="steps of 0.5 fs")
     seed: int = 0
 
 

@@ -115,7 +115,11 @@ def _gfn2_labelled(stable: Path, labels, root: Path, log) -> Path:
     from .xtb_labels import LabelSettings, build_labelled
 
     settings = LabelSettings(**labels.model_dump(exclude={"n_molecules"}))
-    name = f"{stable.name}-gfn2-{_key({'labels': labels.model_dump(mode='json')})}"
+    keyed = labels.model_dump(mode="json")
+    if not labels.n_thermal:     # label sets made before thermal frames existed keep their cache names
+        for field in ("n_thermal", "thermal_K", "thermal_steps"):
+            keyed.pop(field)
+    name = f"{stable.name}-gfn2-{_key({'labels': keyed})}"
 
     def build():
         table, manifest = read_dataset(stable, validate=False)

@@ -1,7 +1,9 @@
 """GFN2-xTB energy and force labels (tblite) for training the force-field baseline of the
 relaxation benchmark: each stable training molecule plus ``n_perturbed`` copies displaced by
 forward diffusion to a random step in ``[k_lo, k_hi]`` (the same kind of off-equilibrium structure
-the relaxer meets), labelled in eV and eV/Angstrom. Runs as Ray tasks over chunks of molecules
+the relaxer meets) and ``n_thermal`` frames of one short GFN2-xTB Langevin run at ``thermal_K``
+(hot geometries, like the benchmark's thermal inputs; the run's own energies and forces are the
+labels, so they cost no extra calls), labelled in eV and eV/Angstrom. Runs as Ray tasks over chunks of molecules
 when Ray is up (one tblite thread each)."""
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ class LabelSettings:
     k_lo: int = 5
     k_hi: int = 100                    # sigma <= 0.14 A: beyond, atoms collide and GFN2 forces explode
     n_steps: int = 1000
+    n_thermal: int = 0
+    thermal_K: float = 1000.0
+    thermal_steps: int = 60
     seed: int = 0
 
 
@@ -48,7 +53,40 @@ def label_chunk(items: list[tuple[int, str, np.ndarray, np.ndarray]], s: LabelSe
         for name, x in structures:
             energy, forces = gfn2_energy_forces(z, x)
             out.append({"id": name, "z": z, "pos": x, "energy": energy, "forces": forces})
+        if s.n_thermal:
+            out += thermal_frames(ident, z, pos - pos.mean(0), s, int(rng.integers(2 ** 31)))
     return out
+
+
+def thermal_frames(ident: str, z: np.ndarray, pos: np.ndarray, s: LabelSettings, seed: int) -> list[dict]:
+    """``n_thermal`` evenly spaced frames of one GFN2-xTB Langevin run (0.5 fs steps, friction
+    0.01 / fs, centre of mass fixed) with the energies and forces the run computed for them."""
+    from ase import Atoms, units
+    from ase.constraints import FixCom
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from ..physics.xtb import gfn2_calculator
+
+    rng = np.random.default_rng(seed)
+    atoms = Atoms(numbers=z, positions=pos)
+    atoms.calc = gfn2_calculator()
+    atoms.set_constraint(FixCom())
+    MaxwellBoltzmannDistribution(atoms, temperature_K=s.thermal_K, rng=rng)
+    dynamics = Langevin(atoms, 0.5 * units.fs, temperature_K=s.thermal_K, friction=0.01 / units.fs,
+                        fixcm=False, rng=rng)
+    every = max(s.thermal_steps // s.n_thermal, 1)
+    frames = []
+
+    def keep():          # ASE calls observers at step 0 too: that is the stable frame, labelled already
+        if dynamics.nsteps > 0 and len(frames) < s.n_thermal:
+            frames.append({"id": f"{ident}-thermal{len(frames)}", "z": z, "pos": atoms.get_positions().copy(),
+                           "energy": float(atoms.get_potential_energy()),
+                           # the raw GFN2 forces: FixCom would hand back forces with the centre-of-mass part removed
+                           "forces": atoms.get_forces(apply_constraint=False).copy()})
+    dynamics.attach(keep, interval=every)
+    dynamics.run(every * s.n_thermal)
+    return frames
 
 
 def build_labelled(table: pa.Table, s: LabelSettings, chunk: int = 50,
@@ -59,7 +97,8 @@ def build_labelled(table: pa.Table, s: LabelSettings, chunk: int = 50,
     ids, zs, ps = table.column("id").to_pylist(), table.column("z").to_pylist(), positions(table)
     items = [(i, ids[i], np.asarray(zs[i]), ps[i]) for i in range(len(ids))]
     chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
-    log(f"[xtb-labels] {len(items)} molecules x (1 stable + {s.n_perturbed} perturbed) in {len(chunks)} chunk(s)")
+    log(f"[xtb-labels] {len(items)} molecules x (1 stable + {s.n_perturbed} perturbed + {s.n_thermal} thermal) "
+        f"in {len(chunks)} chunk(s)")
     rows = [r for part in run_tasks(label_chunk, [(c, s) for c in chunks]) for r in part]
     return build_table([r["z"] for r in rows], [r["pos"] for r in rows], ids=[r["id"] for r in rows],
                        energy=np.array([r["energy"] for r in rows]), forces=[r["forces"] for r in rows])
