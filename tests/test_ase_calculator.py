@@ -8,7 +8,7 @@ import torch
 from ase import Atoms
 from ase.optimize import LBFGS
 
-from moldiff.interop.ase_calculator import MoldiffCalculator
+from moldiff.ase import MoldiffCalculator
 from moldiff.models.force_field import ForceField
 
 

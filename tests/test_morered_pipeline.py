@@ -151,7 +151,7 @@ def test_force_field_baseline_and_mmff_relax_the_same_inputs(ray_session, tmp_pa
     # ASE's L-BFGS on the learned force field (MoldiffCalculator): a molecule it calls converged has
     # its largest force below fmax on that surface; the others ran to the step cap
     from ase import Atoms
-    from moldiff.interop.ase_calculator import MoldiffCalculator
+    from moldiff.ase import MoldiffCalculator
     lbfgs = pq.read_table(cfg.run_dir / "relaxed/lbfgs_seed0").to_pandas()
     calc = MoldiffCalculator(cfg.run_dir)
     for _, row in lbfgs.iterrows():

@@ -5,7 +5,7 @@ A method is one of three engines:
   reverse_diffusion  MoreRed's samplers on a trained MoreRed network (sampling.relax, continuous batching)
   force_field        batched FIRE on a learned force field's forces (sampling.fire)
   ase_optimizer      an ASE optimiser (L-BFGS) on a learned force field, one molecule at a time on
-                     the CPU in float64 (interop.ase_calculator.MoldiffCalculator)
+                     the CPU in float64 (moldiff.ase.MoldiffCalculator)
   classical          a force field that needs no trained model (RDKit MMFF94, on the CPU)
 
 Output label: the method's name, plus ``-kmin<k>`` when a MoreRed method ran with a convergence

@@ -162,7 +162,7 @@ class RelaxBatch:
         elif self.engine == "force_field":
             self.model = model(model_dir)
         elif self.engine == "ase_optimizer":
-            from ..interop.ase_calculator import MoldiffCalculator
+            from ..ase import MoldiffCalculator
             self.model = MoldiffCalculator(model=load_model(model_dir, use_ema=use_ema)[0])     # float64, CPU
         compiled = ""
         if compile and self.engine in ("reverse_diffusion", "force_field"):

@@ -1,7 +1,7 @@
 """A trained moldiff force field as an ASE calculator, so that ASE's optimisers, dynamics and
 analysis run on it:
 
-    from moldiff.interop.ase_calculator import MoldiffCalculator
+    from moldiff.ase import MoldiffCalculator
     atoms.calc = MoldiffCalculator("runs/morered_qm9_ff")        # a run or checkpoint directory
     ase.optimize.LBFGS(atoms).run(fmax=0.005)
 
@@ -30,7 +30,7 @@ class MoldiffCalculator(Calculator):
         if model is None:
             if checkpoint is None:
                 raise ValueError("MoldiffCalculator needs a checkpoint or a model")
-            from ..train.checkpoint import load_model
+            from .train.checkpoint import load_model
             path = Path(checkpoint).expanduser()
             path = path / "checkpoints" / "final" if (path / "checkpoints" / "final").is_dir() else path
             model = load_model(path, use_ema=use_ema)[0]
@@ -42,7 +42,7 @@ class MoldiffCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         import torch
 
-        from ..data.batch import from_arrays
+        from .data.batch import from_arrays
 
         super().calculate(atoms, properties, system_changes)
         graphs = from_arrays(self.atoms.get_atomic_numbers(), self.atoms.get_positions(),

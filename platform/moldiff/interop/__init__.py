@@ -1,1 +1,0 @@
-"""moldiff models in the field's tools (ASE calculators, ...)."""
