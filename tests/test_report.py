@@ -100,3 +100,16 @@ def test_study_tables_show_the_headline_entries_their_workflow_names():
                                            "diverged_fraction": {"mean": 0, "std": 0, "per_seed": [0]}},
                                "noise_floor": {}}, "old")
     assert headline(legacy) == ["distance_tvd"]
+
+
+def test_a_republished_page_keeps_the_studies_it_did_not_rerun():
+    from moldiff.reporting.study import previous_sections
+    old_md = "\n".join(["# psm", "", "## psm_lj13_study", "", "| a | b |", "", "## psm_lj55", "", "LJ-55 table",
+                        "", "## The paper's numbers", "", "paper", "", "## Notes", "", "old notes"])
+    old_records = [{"study": "psm_lj13_study", "metric": "x"}, {"study": "psm_lj55", "metric": "y"}]
+    kept, records = previous_sections(old_md, old_records, {"psm_lj13_study"})
+    text = "\n".join(kept)
+    assert text.startswith("## psm_lj55") and "LJ-55 table" in text and "Published earlier" in text
+    # the republished study, the paper table and the notes are written afresh, not kept
+    assert "| a | b |" not in text and "paper" not in text and "old notes" not in text
+    assert records == [{"study": "psm_lj55", "metric": "y"}]

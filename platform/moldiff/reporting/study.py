@@ -153,6 +153,22 @@ def write_csv(path: Path, records: list[dict]) -> None:
         writer.writerows(records)
 
 
+def previous_sections(old_md: str, old_records: list[dict], republished: set[str]) -> tuple[list[str], list[dict]]:
+    """What an earlier publication of the page had for studies not republished now: their ``## <study>``
+    sections (up to the next ``## `` heading) and their records, kept as they were."""
+    studies = {r.get("study") for r in old_records} - {None} - republished
+    kept, keep = [], False
+    for line in old_md.splitlines():
+        if line.startswith("## "):
+            keep = line[3:].strip() in studies
+            if keep:
+                kept += [line, "", "(Published earlier and kept as it was: this publication did not rerun it.)"]
+                continue
+        if keep:
+            kept.append(line)
+    return kept, [r for r in old_records if r.get("study") in studies]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study_dirs", nargs="+")
@@ -166,6 +182,8 @@ def main(argv=None) -> int:
     p.add_argument("--output-dir", default=str(RESULTS), help="where the page, .json and .csv go")
     p.add_argument("--experiment-per-study", action="store_true",
                    help="records name their study as the experiment (a page of several studies, e.g. combinations)")
+    p.add_argument("--keep-previous", action="store_true",
+                   help="keep the sections and records the page already has for studies not given here")
     args = p.parse_args(argv)
     out = Path(args.output_dir)
     (out / "img").mkdir(parents=True, exist_ok=True)
@@ -244,6 +262,12 @@ def main(argv=None) -> int:
                 img = out / "img" / f"{args.name}_{name}_{value}_hr.png"
                 plot_hr(img, variant_curves(members, others), f"{name}: {group} = {value}")
                 md += [f"![h(r), {value}](img/{img.name})", ""]
+    page, page_json = out / f"{args.name}.md", out / f"{args.name}.json"
+    if args.keep_previous and page.exists() and page_json.exists():
+        published = {r["study"] for r in records}
+        kept_md, kept_records = previous_sections(page.read_text(), json.loads(page_json.read_text()), published)
+        md += kept_md + ([""] if kept_md else [])
+        records += kept_records
     md += paper_table(args.name, {"experiment": args.name, "metrics": {}, "noise_floor": {}})
     notes = NOTES / f"{args.name}.md"
     if notes.exists():
