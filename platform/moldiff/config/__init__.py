@@ -8,7 +8,7 @@ file, the key path and what is allowed.
 """
 from .loading import (PATH_KEYS, absolute_paths, apply_overrides, deep_merge, dump_config,
                       format_validation_error, is_uri, load_config, load_raw, validate_config)
-from .schema import (SOURCE_KINDS, STAGES, AlanineSource, ConfigError, DataConfig, DiffusionConfig,
+from .schema import (SOURCE_KINDS, STAGES, AlanineSource, AseSource, ConfigError, DataConfig, DiffusionConfig,
                      EvaluationConfig, ExperimentConfig, ExpertsConfig, FokkerPlanckConfig, ForceFieldConfig,
                      GFN2LabelsConfig, LJSource, MCMCConfig, ModelConfig, MoreRedConfig, MullerBrownSource,
                      NpzSource, ObjectiveConfig, ParquetSource, PSMConfig, QM9Source, RayConfig, RelaxationConfig,
@@ -18,7 +18,7 @@ from .schema import (SOURCE_KINDS, STAGES, AlanineSource, ConfigError, DataConfi
 __all__ = [
     "PATH_KEYS", "absolute_paths", "apply_overrides", "deep_merge", "dump_config", "format_validation_error",
     "is_uri", "load_config", "load_raw", "validate_config",
-    "SOURCE_KINDS", "STAGES", "AlanineSource", "ConfigError", "DataConfig", "DiffusionConfig", "EvaluationConfig",
+    "SOURCE_KINDS", "STAGES", "AlanineSource", "AseSource", "ConfigError", "DataConfig", "DiffusionConfig", "EvaluationConfig",
     "ExperimentConfig", "ExpertsConfig", "FokkerPlanckConfig", "ForceFieldConfig", "GFN2LabelsConfig", "LJSource",
     "MCMCConfig", "ModelConfig", "MoreRedConfig", "MullerBrownSource", "NpzSource", "ObjectiveConfig",
     "ParquetSource", "PSMConfig", "QM9Source", "RayConfig", "RelaxationConfig", "RelaxationInputsConfig",

@@ -119,7 +119,7 @@ def load_raw(path: str | Path, _chain: tuple = ()) -> dict:
     return deep_merge(load_raw(path.parent / base, _chain + (path.resolve(),)), raw)
 
 
-PATH_KEYS = (("output_dir",), ("data", "root"), ("data", "npz", "path"), ("data", "parquet", "path"),
+PATH_KEYS = (("output_dir",), ("data", "root"), ("data", "npz", "path"), ("data", "parquet", "path"), ("data", "ase", "path"),
              ("ray", "storage_path"), ("sampling", "checkpoint"), ("relaxation", "time_run"),
              ("relaxation", "inputs", "from_run"))
 

@@ -60,6 +60,22 @@ class NpzSource(_Section):
     kT: float = Field(1.0, gt=0, description="thermal energy in the file's energy unit")
 
 
+class AseSource(_Section):
+    """Any file ASE reads (extxyz, ASE .db, .traj, xyz): one file or a glob, with energies and forces
+    where present, converted once to Angstrom and kcal/mol (moldiff.data.ase_files)."""
+
+    path: str = Field(description="a file or a glob (files are read in sorted order)")
+    index: str = Field(":", description="ASE's frame selection per file (':' every frame, '::10' every tenth)")
+    energy_unit: Literal["eV", "kcal/mol", "kJ/mol", "Hartree"] = Field("eV", description="of the files' "
+                                                                        "energies, forces and kT")
+    length_unit: Literal["Angstrom", "nm", "Bohr"] = "Angstrom"
+    kT: Optional[float] = Field(None, gt=0, description="thermal energy of the frames, in energy_unit (PSM's "
+                                "force target needs it)")
+    energy_key: str = Field("energy", description="atoms.info key of the energy; else the calculator's stored one")
+    forces_key: str = Field("forces", description="atoms.arrays key of the forces; else the calculator's")
+    properties: list[str] = Field(default_factory=list, description="atoms.info keys kept as per-frame properties")
+
+
 class XtbMDSource(_Section):
     """An MD17-style trajectory generated here: Langevin MD with GFN2-xTB forces (needs tblite)."""
 
@@ -178,7 +194,7 @@ class TrainSetConfig(_Section):
 
 # every data source and the kind of data it gives (molecules: one composition, e.g. LJ clusters or one
 # molecule's trajectory; states: flat state vectors; compositions: molecules of many compositions)
-SOURCE_KINDS = {"lj": "molecules", "npz": "molecules", "parquet": "molecules", "xtb_md": "molecules",
+SOURCE_KINDS = {"lj": "molecules", "npz": "molecules", "parquet": "molecules", "xtb_md": "molecules", "ase": "molecules",
                 "muller_brown": "states", "alanine": "states", "qm9": "compositions"}
 
 
@@ -191,6 +207,7 @@ class DataConfig(_Section):
     npz: Optional[NpzSource] = None
     parquet: Optional[ParquetSource] = None
     xtb_md: Optional[XtbMDSource] = None
+    ase: Optional[AseSource] = None
     muller_brown: Optional[MullerBrownSource] = None
     alanine: Optional[AlanineSource] = None
     qm9: Optional[QM9Source] = None

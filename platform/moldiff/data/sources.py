@@ -163,7 +163,7 @@ def _generate_xtb_md(data: DataConfig, root: Path, log) -> Path:
 
 
 def _prepare_split(data: DataConfig, root: Path, log) -> PreparedData:
-    """npz / parquet / xtb_md sources: training frames selected from the trajectory, the rest is the reference."""
+    """npz / parquet / xtb_md / ase sources: training frames selected from the trajectory, the rest is the reference."""
     if data.source in ("npz", "xtb_md"):
         if data.source == "npz":
             path, kT = Path(data.npz.path).expanduser(), data.npz.kT
@@ -174,6 +174,14 @@ def _prepare_split(data: DataConfig, root: Path, log) -> PreparedData:
         traj = read_md_npz(path)
         table, manifest = trajectory_table(traj), trajectory_manifest(traj, kT, path)
         fingerprint = _file_fingerprint(path)
+    elif data.source == "ase":
+        from .ase_files import AseFileSettings, ase_table
+        a = data.ase
+        path = Path(a.path).expanduser()
+        table, manifest, digest = ase_table(AseFileSettings(a.path, a.index, a.energy_unit, a.length_unit,
+                                                            a.energy_key, a.forces_key, tuple(a.properties)), a.kT)
+        # the files' content and how they are read and converted
+        fingerprint = {"content": digest, "read": a.model_dump(mode="json", exclude={"path"})}
     else:
         path = Path(data.parquet.path).expanduser()
         table, manifest = read_dataset(path)
@@ -205,6 +213,6 @@ def _prepare_split(data: DataConfig, root: Path, log) -> PreparedData:
 # every data source's preparation (config.SOURCE_KINDS lists the same names with the kind of data
 # each gives; a test checks the two agree)
 PREPARE: dict[str, Callable[[DataConfig, Path, Callable], PreparedData]] = {
-    "lj": _prepare_lj, "npz": _prepare_split, "parquet": _prepare_split, "xtb_md": _prepare_split,
+    "lj": _prepare_lj, "npz": _prepare_split, "parquet": _prepare_split, "xtb_md": _prepare_split, "ase": _prepare_split,
     "muller_brown": _prepare_states, "alanine": _prepare_states, "qm9": _prepare_qm9,
 }
