@@ -35,3 +35,23 @@ def test_options_may_come_between_config_and_overrides():
     proc = run("experiments/configs/dsm_lj13.yaml", "--print-config", "ray.num_workers=3", "training.epochs=7")
     assert proc.returncode == 0, proc.stderr
     assert "num_workers: 3" in proc.stdout and "epochs: 7" in proc.stdout
+
+
+def moldiff(*args):
+    """The installed console script (pyproject's project.scripts)."""
+    exe = Path(sys.executable).with_name("moldiff")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_the_moldiff_command_runs_the_same_code_as_experiments_run():
+    proc = moldiff("run", "experiments/configs/dsm_lj13.yaml", "ray.num_workers=2", "--print-config")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == run("experiments/configs/dsm_lj13.yaml", "ray.num_workers=2", "--print-config").stdout
+    proc = moldiff("sweep", "experiments/studies/psm_lj13_seeds.yaml", "--print-config")
+    assert proc.returncode == 0 and "# 18 grid point(s)" in proc.stdout
+    assert moldiff("run", "experiments/configs/dsm_lj13.yaml", "training.epochs=-3").returncode == 2
+    proc = moldiff("publish", "nope")
+    assert proc.returncode == 2 and "moldiff publish {results,study,sweep,morered}" in proc.stderr
+    proc = moldiff("publish", "study", "--help")
+    assert proc.returncode == 0 and "--keep-previous" in proc.stdout
+    assert moldiff("frobnicate").returncode == 2 and "moldiff calc RUN_DIR FILE" in moldiff("--help").stdout

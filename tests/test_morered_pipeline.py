@@ -158,6 +158,17 @@ def test_force_field_baseline_and_mmff_relax_the_same_inputs(ray_session, tmp_pa
         atoms = Atoms(numbers=row.z, positions=np.asarray(row.pos, dtype=np.float64).reshape(-1, 3), calculator=calc)
         largest = np.linalg.norm(atoms.get_forces(), axis=1).max()
         assert (largest < 2 * cfg.relaxation.fmax) if row.converged else (row.n_steps == 30 and row.failed == "step_cap")
+    # moldiff calc: the same model's energies and forces for the structures of a file
+    from ase.io import read, write
+    from moldiff.command import main as moldiff
+    frames = [Atoms(numbers=row.z, positions=np.asarray(row.pos, dtype=np.float64).reshape(-1, 3))
+              for _, row in lbfgs.head(3).iterrows()]
+    write(tmp_path / "in.extxyz", frames)
+    assert moldiff(["calc", str(cfg.run_dir), str(tmp_path / "in.extxyz"), "--out", str(tmp_path / "out.extxyz")]) == 0
+    for atoms, done in zip(frames, read(tmp_path / "out.extxyz", index=":")):
+        atoms.calc = calc
+        assert done.get_potential_energy() == pytest.approx(atoms.get_potential_energy(), abs=1e-5)
+        assert np.allclose(done.get_forces(), atoms.get_forces(), atol=1e-5)
     assert sum("GFN2-xTB relaxation of" in m for m in log) == 1
 
 

@@ -1,0 +1,80 @@
+"""The ``moldiff`` command (a console script; ``experiments/run.py`` stays the entry point for
+``ray job submit`` from a bare checkout and runs the same code):
+
+    moldiff run CONFIG [key=value ...] [--stages ...] [--print-config]
+    moldiff sweep SPEC [key=value ...] [--only GROUP=NAME[,NAME]] [--print-config]
+    moldiff publish {results,study,sweep,morered} ...     (the publishers' own arguments)
+    moldiff calc RUN_DIR FILE [--out OUT.extxyz]          (energies and forces of FILE's structures)
+"""
+from __future__ import annotations
+
+import sys
+
+PUBLISHERS = {"results": "run_page", "study": "study", "sweep": "sweep_page", "morered": "morered"}
+USAGE = __doc__.split("\n\n", 1)[1]
+
+
+def calc(argv: list[str]) -> int:
+    """Every structure of FILE (anything ASE reads) through a trained model's energy and forces
+    (``moldiff.ase.MoldiffCalculator``): one line per structure, and with ``--out`` an extxyz file
+    with the results attached."""
+    import argparse
+
+    import numpy as np
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import iread, write
+
+    from .ase import MoldiffCalculator
+
+    p = argparse.ArgumentParser(prog="moldiff calc", description=calc.__doc__)
+    p.add_argument("run_dir", help="a run directory or checkpoint directory of a model with energies and forces")
+    p.add_argument("file", help="structures in any format ASE reads")
+    p.add_argument("--index", default=":", help="ASE's frame selection (default: every frame)")
+    p.add_argument("--out", default=None, help="write the structures with their energies and forces here (extxyz)")
+    args = p.parse_args(argv)
+    try:
+        calculator = MoldiffCalculator(args.run_dir)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {args.run_dir}: {err}", file=sys.stderr)
+        return 2
+    done = []
+    for i, atoms in enumerate(iread(args.file, index=args.index)):
+        atoms.calc = calculator
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        print(f"{i}\t{atoms.get_chemical_formula()}\tenergy {energy:.6f}\tmax |F| {np.linalg.norm(forces, axis=1).max():.6f}")
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        done.append(atoms)
+    if args.out:
+        write(args.out, done, format="extxyz")
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        from .cli import main as run
+        return run(rest)
+    if command == "sweep":
+        from .cli import main as run
+        if not rest:
+            print("usage: moldiff sweep SPEC [key=value ...] [--only GROUP=NAME[,NAME]]", file=sys.stderr)
+            return 2
+        return run(["--sweep", *rest])
+    if command == "publish":
+        if not rest or rest[0] not in PUBLISHERS:
+            print(f"usage: moldiff publish {{{','.join(PUBLISHERS)}}} ...", file=sys.stderr)
+            return 2
+        from importlib import import_module
+        return import_module(f".reporting.{PUBLISHERS[rest[0]]}", __package__).main(rest[1:])
+    if command == "calc":
+        return calc(rest)
+    print(f"error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
