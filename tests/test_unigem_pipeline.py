@@ -53,6 +53,13 @@ def test_unigem_trains_generates_and_evaluates(ray_session, tmp_path):
     assert saved["lumo_mae"].floor_mean > 0 and saved["lumo_mae"].unit == "meV"
     assert saved["val_lumo_mae"].labels == {"split": "val"} and saved["val_lumo_mae"].metric == "lumo_mae"
     assert metrics["lumo_mae"].per_seed == saved["lumo_mae"].per_seed
+    # PoseBusters beside validity and stability, on evaluation again (the same samples)
+    from moldiff.config import apply_overrides, validate_config
+    busted = validate_config(apply_overrides(cfg.model_dump(mode="json"), ["evaluation.posebusters=true"]))
+    again = run_experiment(busted, stages=["evaluate"], command="pytest", log=lambda m: None)
+    assert again["validity"].per_seed == saved["validity"].per_seed
+    assert 0 <= again["posebusters_all"].mean <= again["posebusters_sanitization"].mean <= 1
+    assert again["posebusters_bond_lengths"].floor_mean > 0.9      # the QM9 test molecules themselves
 
 
 def test_joint_baseline_and_predictor_run_through_the_same_stages(ray_session, tmp_path):

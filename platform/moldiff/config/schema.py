@@ -542,6 +542,9 @@ class SimulationConfig(_Section):
 class EvaluationConfig(_Section):
     generate: bool = Field(True, description="QM9: generate molecules and judge them (false: property MAE only, "
                            "e.g. inside a sweep whose finalists then generate)")
+    posebusters: bool = Field(False, description="QM9 generation, and relaxations judged as molecules: also "
+                              "PoseBusters' plausibility checks (posebusters_<check> pass fractions and "
+                              "posebusters_all; ~0.1 s per molecule)")
     distance_bins: int = Field(200, ge=2)
     energy_bins: int = Field(50, ge=2)
     max_reference: int = Field(20000, ge=10, description="cap on reference frames used by the metrics")

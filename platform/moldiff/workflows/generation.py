@@ -6,7 +6,8 @@ joint-diffusion baseline, and the from-scratch property predictor).
 
 Metrics (mean ± std over sampling seeds): EDM's atom and molecule stability, RDKit validity,
 uniqueness, V*U and novelty against the training molecules (their SMILES inferred from their
-geometries the same way); the property head's MAE on the test split in the property's unit. The
+geometries the same way); with ``evaluation.posebusters`` PoseBusters' pass fractions
+(``metrics.posebusters``); the property head's MAE on the test split in the property's unit. The
 "noise_floor" block holds the same metrics of equally many QM9 test molecules (what the data itself
 scores: the ceiling for stability and validity) and, for the MAE, the error of predicting the
 training mean for every molecule (what a model that learned nothing scores).
@@ -30,6 +31,11 @@ from ..objectives.registry import trained_property
 from .properties import add_property_mae
 
 GENERATION_METRICS = ("atom_stability", "molecule_stability", "validity", "uniqueness", "valid_and_unique", "novelty")
+
+
+def prefixed(rates: dict) -> dict:
+    """PoseBusters' pass fractions as report keys (posebusters_bond_lengths, ..., posebusters_all)."""
+    return {f"posebusters_{k}": v for k, v in rates.items()}
 
 
 def samples_path(run_dir: Path, seed: int) -> Path:
@@ -110,9 +116,13 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
             got[seed] = generation_metrics(molecules, known)
             pick = np.random.default_rng(seed).permutation(len(reference))[:len(molecules)]
             data_rows[seed] = generation_metrics([reference[i] for i in pick], known)
+            if cfg.evaluation.posebusters:
+                from ..metrics.posebusters import posebusters_rates
+                got[seed].update(prefixed(posebusters_rates(molecules)))
+                data_rows[seed].update(prefixed(posebusters_rates([reference[i] for i in pick])))
             log(f"[evaluate] seed {seed}: " + ", ".join(f"{k} {got[seed][k]:.3f}" for k in GENERATION_METRICS))
-        for name in GENERATION_METRICS:
-            report.add(name, [got[s][name] for s in seeds], [data_rows[s][name] for s in seeds])
+        for name in [*GENERATION_METRICS, *sorted(k for k in got[seeds[0]] if k.startswith("posebusters_"))]:
+            report.add(name, [got[s][name] for s in seeds], [data_rows[s].get(name, 0.0) for s in seeds])
     mae_line = add_property_mae(report, cfg, data, run_dir, test, test_manifest.properties.get(
         trained_property(cfg) or ""), log)
     report.write(run_dir)
@@ -138,7 +148,7 @@ class Generation(Workflow):
 
     def headline(self, report: Report) -> list[str]:
         """The generation metrics, then the property head's error on test and validation molecules."""
-        return [k for k in GENERATION_METRICS if k in report] + \
+        return [k for k in (*GENERATION_METRICS, "posebusters_all") if k in report] + \
             [e.key for e in report.entries if e.metric.endswith("_mae")]
 
     def sample(self, cfg, data, checkpoint, run_dir, log) -> None:

@@ -79,10 +79,11 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
                 f"on {', '.join(devices)})")
 
 
-def _generation_stats(rows: pa.Table, data: PreparedData, log, use_targets: bool = False) -> dict:
+def _generation_stats(rows: pa.Table, data: PreparedData, log, use_targets: bool = False,
+                      posebusters: bool = False) -> dict:
     """Validity, uniqueness and novelty of molecules generated from noise (MoreRed's Table 1),
-    with the median number of steps the sampler took; ``use_targets``: the same for the test
-    molecules the compositions came from."""
+    with the median number of steps the sampler took (and PoseBusters' pass fractions with
+    ``posebusters``); ``use_targets``: the same for the test molecules the compositions came from."""
     from ..data.smiles import training_smiles
     from ..data.store import positions
     from ..metrics.chemistry import generation_metrics
@@ -95,10 +96,15 @@ def _generation_stats(rows: pa.Table, data: PreparedData, log, use_targets: bool
     g = generation_metrics(molecules, known)
     steps = rows.column("n_steps").to_numpy(zero_copy_only=False) * (0 if use_targets else 1)
     converged = rows.column("converged").to_numpy(zero_copy_only=False) | use_targets
-    return {"validity": g["validity"], "uniqueness": g["uniqueness"], "valid_and_unique": g["valid_and_unique"],
-            "novelty": g["novelty"], "atom_stability": g["atom_stability"], "molecule_stability": g["molecule_stability"],
-            "median_steps": float(np.median(steps)),
-            "converged_fraction": float(converged.mean())}
+    out = {"validity": g["validity"], "uniqueness": g["uniqueness"], "valid_and_unique": g["valid_and_unique"],
+           "novelty": g["novelty"], "atom_stability": g["atom_stability"], "molecule_stability": g["molecule_stability"],
+           "median_steps": float(np.median(steps)),
+           "converged_fraction": float(converged.mean())}
+    if posebusters:
+        from ..metrics.posebusters import posebusters_rates
+        from .generation import prefixed
+        out.update(prefixed(posebusters_rates(molecules)))
+    return out
 
 
 def _energy_subset(cfg: ExperimentConfig, data: PreparedData, rows: pa.Table, log,
@@ -256,11 +262,13 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
                     floor[(label, "subset", stat)] = unrelaxed[stat]
             for kind in (k for k in JUDGED_AS_MOLECULES if k in kinds):     # judged as molecules
                 generated = rows.take(pa.array(np.flatnonzero(kinds == kind)))
-                for stat, value in _generation_stats(generated, data, log).items():
+                for stat, value in _generation_stats(generated, data, log,
+                                                     posebusters=cfg.evaluation.posebusters).items():
                     values.setdefault((label, kind, stat), {})[seed] = value
                 # comparison: the targets (prior: the stable molecules the compositions came from;
                 # generated: the inputs themselves, before relaxation)
-                for stat, value in _generation_stats(generated, data, log, use_targets=True).items():
+                for stat, value in _generation_stats(generated, data, log, use_targets=True,
+                                                     posebusters=cfg.evaluation.posebusters).items():
                     floor[(label, kind, stat)] = value
             if "all" not in groups:
                 continue
