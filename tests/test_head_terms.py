@@ -77,7 +77,7 @@ def test_a_morered_network_learns_a_property_head_on_its_own_noisy_pass():
     loss, logs = with_prop(m, g, torch.Generator().manual_seed(1), k=k)
     assert set(logs) == {"ddpm", "time", "prop", "loss"} and "prop" not in base_logs
     # one forward pass: the property term adds its weighted error of the same prediction
-    assert float(loss.detach()) == pytest.approx(float(base) + 2.0 * float(logs["prop"]), rel=1e-9)
+    assert float(loss.detach()) == pytest.approx(float(base.detach()) + 2.0 * float(logs["prop"]), rel=1e-9)
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.property_head.parameters())
     # without the head the output is absent and the term adds nothing

@@ -221,12 +221,12 @@ def test_print_config_of_a_study_validates_every_trial_and_starts_nothing(tmp_pa
 
 def test_a_study_trained_by_another_samples_its_models_with_another_sampler(ray_session, tmp_path):
     variants = {"objective": {"dsm": {"objective.name": "dsm"}, "psm": {"objective.name": "psm"}}}
-    trained = write_spec(tmp_path, variants=variants, max_concurrent_trials=1, overrides={"ray.num_sampling_actors": 1})
+    trained = write_spec(tmp_path, variants=variants, max_concurrent_trials=2, overrides={"ray.num_sampling_actors": 1})
     first = run_sweep(trained, log=lambda m: None)
     refined = tmp_path / "refined.yaml"
     refined.write_text(yaml.safe_dump({
         "name": "refined", "base": "base.yaml", "trained_by": [str(tmp_path / "runs" / "tiny_study")],
-        "max_concurrent_trials": 1, "variants": {**variants, "sampler": {"langevin": {"sampling.window.langevin_steps": 5}}},
+        "max_concurrent_trials": 2, "variants": {**variants, "sampler": {"langevin": {"sampling.window.langevin_steps": 5}}},
         "overrides": {"ray.num_sampling_actors": 1}}))
     second = run_sweep(refined, log=lambda m: None)
     by_objective = {t["params"]["variant.objective"]: t["run_dir"] for t in first["trials"]}
