@@ -113,3 +113,6 @@ def test_a_republished_page_keeps_the_studies_it_did_not_rerun():
     # the republished study, the paper table and the notes are written afresh, not kept
     assert "| a | b |" not in text and "paper" not in text and "old notes" not in text
     assert records == [{"study": "psm_lj55", "metric": "y"}]
+    # kept again by a later publication: still noted once
+    again, _ = previous_sections("\n".join(["# psm", "", *kept]), records, {"psm_lj13_study"})
+    assert "\n".join(again).strip() == "\n".join(kept).strip() and again.count(kept[2]) == 1

@@ -17,31 +17,25 @@ def hr_curves(reference: np.ndarray, sets: dict[str, np.ndarray], bins: int = 20
     """h(r) of the reference and of each named set on one grid (the reference's distance range):
     ``{"r": centres, "curves": {"reference": [...], name: [...]}, "sizes": {name: n}}``, JSON-able so
     that a run stores its curves and pages redraw them without reloading any data."""
-    edges = np.linspace(*_range(pair_distances(reference)), bins + 1)
+    d = pair_distances(reference)
+    edges = np.linspace(d.min(), d.max(), bins + 1)
     named = {"reference": reference, **sets}
     return {"r": (0.5 * (edges[1:] + edges[:-1])).tolist(),
             "curves": {name: hr_curve(pos, edges).tolist() for name, pos in named.items()},
             "sizes": {name: int(len(pos)) for name, pos in named.items()}}
 
 
-def _range(d: np.ndarray) -> tuple[float, float]:
-    return float(d.min()), float(d.max())
-
-
 STYLES = {"reference": dict(color="black", lw=2.2), "training set": dict(color="0.5", lw=1.2, ls="--")}
 
 
-def plot_hr(path: Path, curves: dict, title: str, xlim: Optional[tuple[float, float]] = None,
-            show: Optional[list[str]] = None):
+def plot_hr(path: Path, curves: dict, title: str):
     """Draw stored h(r) curves (:func:`hr_curves`): the reference and training set in fixed styles,
     the others (samples, simulation frames, or one curve per variant) in colour."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for name in show or curves["curves"]:
+    for name in curves["curves"]:
         n = curves.get("sizes", {}).get(name)
         ax.plot(curves["r"], curves["curves"][name], label=f"{name} ({n})" if n else name,
                 **STYLES.get(name, dict(lw=1.2)))
-    if xlim:
-        ax.set_xlim(*xlim)
     ax.set_xlabel("pair distance r")
     ax.set_ylabel("h(r)")
     ax.set_title(title)

@@ -50,7 +50,7 @@ class GraphBatch:
         ``n_atoms`` as a host array) the atom index is worked out on the host and copied over, so a
         batch on a GPU is cut without the host waiting for the device."""
         if host_n_atoms is not None:
-            atom_idx, mol, n_sel = _selection(np.asarray(index.cpu() if torch.is_tensor(index) else index),
+            atom_idx, mol, n_sel = atom_selection(np.asarray(index.cpu() if torch.is_tensor(index) else index),
                                               np.asarray(host_n_atoms))
             device = self.pos.device
             atom_idx, mol, n_sel = (torch.from_numpy(a).to(device, non_blocking=True) for a in (atom_idx, mol, n_sel))
@@ -73,7 +73,7 @@ class GraphBatch:
         )
 
 
-def _selection(index: np.ndarray, n_atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def atom_selection(index: np.ndarray, n_atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(atom index, molecule of each selected atom, sizes) of molecules ``index``, on the host."""
     ptr = np.concatenate([[0], np.cumsum(n_atoms)])
     n_sel = n_atoms[index].astype(np.int64)

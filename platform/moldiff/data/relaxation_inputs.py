@@ -99,7 +99,11 @@ def diffusion_input(pos: np.ndarray, step: int, n_steps: int, rng: np.random.Gen
     return np.sqrt(abar) * x0 + np.sqrt(1.0 - abar) * eps
 
 
-def thermal_input(z: np.ndarray, pos: np.ndarray, s: PerturbationSettings, seed: int) -> np.ndarray:
+def gfn2_langevin(z: np.ndarray, pos: np.ndarray, temperature_K: float, n_steps: int, seed: int,
+                  timestep_fs: float = 0.5, friction_per_fs: float = 0.01, observe=None, interval: int = 1):
+    """A GFN2-xTB (tblite) Langevin run from ``pos`` with Maxwell-Boltzmann velocities and the
+    centre of mass fixed; ``observe(dynamics, atoms)`` every ``interval`` steps (ASE calls it at
+    step 0 too). Returns the final atoms."""
     from ase import Atoms, units
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
@@ -111,10 +115,17 @@ def thermal_input(z: np.ndarray, pos: np.ndarray, s: PerturbationSettings, seed:
     atoms = Atoms(numbers=z, positions=pos)
     atoms.calc = gfn2_calculator()
     atoms.set_constraint(FixCom())
-    MaxwellBoltzmannDistribution(atoms, temperature_K=s.thermal_K, rng=rng)
-    Langevin(atoms, s.timestep_fs * units.fs, temperature_K=s.thermal_K, friction=s.friction_per_fs / units.fs,
-             fixcm=False, rng=rng).run(s.thermal_steps)
-    return atoms.get_positions()
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    dynamics = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature_K,
+                        friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
+    if observe is not None:
+        dynamics.attach(lambda: observe(dynamics, atoms), interval=interval)
+    dynamics.run(n_steps)
+    return atoms
+
+
+def thermal_input(z: np.ndarray, pos: np.ndarray, s: PerturbationSettings, seed: int) -> np.ndarray:
+    return gfn2_langevin(z, pos, s.thermal_K, s.thermal_steps, seed, s.timestep_fs, s.friction_per_fs).get_positions()
 
 
 def perturb_chunk(items: list[tuple[int, str, np.ndarray, np.ndarray]], s: PerturbationSettings) -> list[dict]:

@@ -3,8 +3,8 @@ relaxation benchmark: each stable training molecule plus ``n_perturbed`` copies 
 forward diffusion to a random step in ``[k_lo, k_hi]`` (the same kind of off-equilibrium structure
 the relaxer meets) and ``n_thermal`` frames of one short GFN2-xTB Langevin run at ``thermal_K``
 (hot geometries, like the benchmark's thermal inputs; the run's own energies and forces are the
-labels, so they cost no extra calls), labelled in eV and eV/Angstrom. Runs as Ray tasks over chunks of molecules
-when Ray is up (one tblite thread each)."""
+labels, so they cost no extra calls), labelled in eV and eV/Angstrom. Runs as Ray tasks over
+chunks of molecules when Ray is up (one tblite thread each)."""
 from __future__ import annotations
 
 import os
@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from .records import build_table
-from .relaxation_inputs import diffusion_input
+from .relaxation_inputs import diffusion_input, gfn2_langevin
 
 
 @dataclass(frozen=True)
@@ -61,31 +61,16 @@ def label_chunk(items: list[tuple[int, str, np.ndarray, np.ndarray]], s: LabelSe
 def thermal_frames(ident: str, z: np.ndarray, pos: np.ndarray, s: LabelSettings, seed: int) -> list[dict]:
     """``n_thermal`` evenly spaced frames of one GFN2-xTB Langevin run (0.5 fs steps, friction
     0.01 / fs, centre of mass fixed) with the energies and forces the run computed for them."""
-    from ase import Atoms, units
-    from ase.constraints import FixCom
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-
-    from ..physics.xtb import gfn2_calculator
-
-    rng = np.random.default_rng(seed)
-    atoms = Atoms(numbers=z, positions=pos)
-    atoms.calc = gfn2_calculator()
-    atoms.set_constraint(FixCom())
-    MaxwellBoltzmannDistribution(atoms, temperature_K=s.thermal_K, rng=rng)
-    dynamics = Langevin(atoms, 0.5 * units.fs, temperature_K=s.thermal_K, friction=0.01 / units.fs,
-                        fixcm=False, rng=rng)
     every = max(s.thermal_steps // s.n_thermal, 1)
     frames = []
 
-    def keep():          # ASE calls observers at step 0 too: that is the stable frame, labelled already
+    def keep(dynamics, atoms):          # step 0 is the stable frame, labelled already
         if dynamics.nsteps > 0 and len(frames) < s.n_thermal:
             frames.append({"id": f"{ident}-thermal{len(frames)}", "z": z, "pos": atoms.get_positions().copy(),
                            "energy": float(atoms.get_potential_energy()),
                            # the raw GFN2 forces: FixCom would hand back forces with the centre-of-mass part removed
                            "forces": atoms.get_forces(apply_constraint=False).copy()})
-    dynamics.attach(keep, interval=every)
-    dynamics.run(every * s.n_thermal)
+    gfn2_langevin(z, pos, s.thermal_K, every * s.n_thermal, seed, observe=keep, interval=every)
     return frames
 
 

@@ -8,7 +8,8 @@ ring whose bonds that table reads as single (benzene's 1.39 A bonds can be) is j
 non-aromatic ring.
 
 ``posebusters_rates`` returns the pass fraction of every check and of all of them together
-(``all``), over the molecules given; a molecule with NaN/inf coordinates fails every check.
+(``all``), over the molecules given, as report keys ``posebusters_<check>``; a molecule with
+NaN/inf coordinates fails every check.
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
+
+
+PREFIX = "posebusters_"
 
 
 def _mol(z: np.ndarray, pos: np.ndarray):
@@ -64,8 +68,8 @@ def posebusters_rates(molecules: Sequence[tuple[np.ndarray, np.ndarray]]) -> dic
     finally:
         quiet.setLevel(level)
     if table is None:
-        return {"all": 0.0}
+        return {f"{PREFIX}all": 0.0}
     checks = table.map(_passed)
-    rates = {name.replace("-", "_"): float(checks[name].sum()) / len(molecules) for name in checks.columns}
-    rates["all"] = float(checks.all(axis=1).sum()) / len(molecules)
+    rates = {PREFIX + name.replace("-", "_"): float(checks[name].sum()) / len(molecules) for name in checks.columns}
+    rates[f"{PREFIX}all"] = float(checks.all(axis=1).sum()) / len(molecules)
     return rates

@@ -8,11 +8,11 @@ term here, so objectives compose them instead of each writing its own:
     property        UniGEM's property head: |prop_hat - (c - mean) / MAD| (or squared)
     diffusion_time  MoreRed's time head: mean over atoms of (g_i(x) - time fraction)^2
 
-``loss(head_pass)`` is per molecule ([B]) or, for a head fitted atom by atom, per atom ([N]: MoreRed's
-time head, whose loss is the mean over every atom of the batch as in the authors' code);
-:func:`head_losses` weights, masks (UniGEM: growth phase only) and averages them. The property head can be added to other objectives' networks through
-``objective.terms`` (see ``terms.TERMS``: ``property`` on a MoreRed network predicts the property
-of a molecule from its unrelaxed structure).
+``loss(head_pass)`` is per molecule ([B]) or, for a head fitted atom by atom, per atom ([N]:
+MoreRed's time head, whose loss is the mean over every atom of the batch as in the authors' code);
+:func:`head_losses` weights, masks (UniGEM: growth phase only) and averages them. The property head
+can be added to other objectives' networks through ``objective.terms`` (see ``terms.TERMS``:
+``property`` on a MoreRed network predicts the property of a molecule from its unrelaxed structure).
 """
 from __future__ import annotations
 
@@ -100,7 +100,8 @@ HEADS: dict[str, HeadSpec] = {h.name: h for h in (
 
 @dataclass
 class Head:
-    """One head term of an objective: its name, weight and per-molecule loss."""
+    """One head term of an objective: its name, weight and loss (per molecule, or per atom when the
+    loss has ``per_atom``)."""
     name: str
     weight: float
     loss: Callable[[HeadPass], torch.Tensor]

@@ -153,17 +153,23 @@ def write_csv(path: Path, records: list[dict]) -> None:
         writer.writerows(records)
 
 
+KEPT_NOTE = "(Published earlier and kept as it was: this publication did not rerun it.)"
+
+
 def previous_sections(old_md: str, old_records: list[dict], republished: set[str]) -> tuple[list[str], list[dict]]:
     """What an earlier publication of the page had for studies not republished now: their ``## <study>``
     sections (up to the next ``## `` heading) and their records, kept as they were."""
     studies = {r.get("study") for r in old_records} - {None} - republished
-    kept, keep = [], False
+    kept, keep, opening = [], False, False
     for line in old_md.splitlines():
         if line.startswith("## "):
-            keep = line[3:].strip() in studies
+            keep = opening = line[3:].strip() in studies
             if keep:
-                kept += [line, "", "(Published earlier and kept as it was: this publication did not rerun it.)"]
+                kept += [line, "", KEPT_NOTE, ""]
                 continue
+        if opening and line in ("", KEPT_NOTE):     # kept twice: noted once
+            continue
+        opening = False
         if keep:
             kept.append(line)
     return kept, [r for r in old_records if r.get("study") in studies]

@@ -39,7 +39,7 @@ from typing import Iterable, Iterator, Optional, Protocol
 import numpy as np
 import torch
 
-from ..data.batch import GraphBatch, from_arrays
+from ..data.batch import GraphBatch, atom_selection, from_arrays
 from ..diffusion.process import remove_mean
 from ..diffusion.schedules import PolynomialSchedule
 
@@ -184,18 +184,13 @@ class ContinuousRelaxer:
             k = model.predict_index(graphs).to(self.device).long()
         return k, model.noise(graphs, k)
 
-    def _denoise(self, out: GraphBatch, pick: np.ndarray, k0: torch.Tensor, steps: torch.Tensor,
-                 sizes: np.ndarray) -> GraphBatch:
-        """``out`` with its molecules ``pick`` replaced by their Tweedie estimates at the index the
-        sampler would use next (one network call on those molecules)."""
+    def _denoised(self, graphs: GraphBatch, k0: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """Positions [N, 3]: each molecule's Tweedie estimate at the index the sampler would use
+        next (one network call)."""
         with torch.no_grad():
-            sub = out.select(torch.as_tensor(pick), host_n_atoms=sizes)
-            k, eps = self._step_inputs(sub, k0, steps)
+            k, eps = self._step_inputs(graphs, k0, steps)
             self.model_steps += 1
-            clean = tweedie(sub.pos, eps, k, self.model.schedule, sub)
-            atoms = torch.cat([torch.arange(int(o), int(o) + int(n)) for o, n in
-                               zip(np.concatenate([[0], np.cumsum(sizes)])[pick], sizes[pick])]).to(out.pos.device)
-            return out.with_pos(out.pos.index_copy(0, atoms, clean))
+            return tweedie(graphs.pos, eps, k, self.model.schedule, graphs)
 
     def _enter(self, new: list[tuple[int, np.ndarray, np.ndarray, int]]):
         """A batch of new molecules on the device, their host slots and their first k (itp
@@ -266,16 +261,17 @@ class ContinuousRelaxer:
             stopped = np.flatnonzero(done_h)
             sizes = np.array([len(slot.z) for slot in slots])
             converged_h = finite_h.astype(bool) & (k_h <= s.k_min)
-            out = graphs.select(torch.as_tensor(stopped), host_n_atoms=sizes)
-            denoised = np.zeros(len(slots), dtype=bool)
-            if s.final_denoise:
-                denoised[stopped] = converged_h[stopped] & (k_h[stopped] > 0)
-                pick = np.flatnonzero(denoised[stopped])
-                if pick.size:
-                    out = self._denoise(out, pick, k0[torch.as_tensor(stopped).to(dev)][torch.as_tensor(pick).to(dev)],
-                                        steps[torch.as_tensor(stopped).to(dev)][torch.as_tensor(pick).to(dev)],
-                                        sizes[stopped])
-            out_pos = out.pos.cpu().numpy()
+            out_pos = graphs.select(torch.as_tensor(stopped), host_n_atoms=sizes).pos
+            # with a threshold above 0: the stopped molecules' Tweedie estimates (one more call)
+            denoised = s.final_denoise & converged_h & (k_h > 0) & done_h.astype(bool)
+            if denoised.any():
+                chosen = np.flatnonzero(denoised)
+                on_dev = torch.as_tensor(chosen).to(dev)
+                clean = self._denoised(graphs.select(torch.as_tensor(chosen), host_n_atoms=sizes),
+                                       k0[on_dev], steps[on_dev])
+                where = atom_selection(np.flatnonzero(denoised[stopped]), sizes[stopped])[0]
+                out_pos = out_pos.index_copy(0, torch.as_tensor(where).to(dev), clean)
+            out_pos = out_pos.cpu().numpy()
             first = 0
             for j in stopped:
                 slot, n = slots[j], sizes[j]

@@ -167,10 +167,10 @@ def sample_positions(
         if progress is not None:
             progress(i + 1, n_steps)
     t = times[-1]
-    sig_min = float(schedule.sigma(torch.tensor(t, dtype=torch.float64)))
+    a_min, sig_min = (float(v) for v in schedule.alpha_sigma(torch.tensor(t, dtype=torch.float64)))
     for _ in range(window.langevin_steps):
         score = -_eps(model, g, x, t, window, sig_min) / sig_min
         x = x + window.langevin_dt * score + (2.0 * window.langevin_dt) ** 0.5 * centred_noise(g, generator)
     if final_denoise:
-        x = (x - sig_min * _eps(model, g, x, t, window, sig_min)) / float(schedule.alpha(torch.tensor(t, dtype=torch.float64)))
+        x = (x - sig_min * _eps(model, g, x, t, window, sig_min)) / a_min
     return x

@@ -26,16 +26,11 @@ from ..data.records import build_table
 from ..data.sources import PreparedData
 from ..data.store import Manifest, dataset_exists, positions, read_dataset, write_dataset
 from ..data.smiles import training_smiles
+from ..metrics.posebusters import PREFIX as POSEBUSTERS
 from ..metrics.report import Report, write_results_page
-from ..objectives.registry import trained_property
 from .properties import add_property_mae
 
 GENERATION_METRICS = ("atom_stability", "molecule_stability", "validity", "uniqueness", "valid_and_unique", "novelty")
-
-
-def prefixed(rates: dict) -> dict:
-    """PoseBusters' pass fractions as report keys (posebusters_bond_lengths, ..., posebusters_all)."""
-    return {f"posebusters_{k}": v for k, v in rates.items()}
 
 
 def samples_path(run_dir: Path, seed: int) -> Path:
@@ -93,7 +88,7 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
                    log: Callable[[str], None] = print) -> Report:
     from ..metrics.chemistry import generation_metrics
 
-    test, test_manifest = read_dataset(data.reference, validate=False)
+    test, _ = read_dataset(data.reference, validate=False)
     seeds = list(cfg.sampling.seeds)
     report = Report(cfg.name, cfg.variant, "generation", seeds, n_reference=test.num_rows,
                     n_train=data.train_manifest.n_molecules,
@@ -118,13 +113,12 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
             data_rows[seed] = generation_metrics([reference[i] for i in pick], known)
             if cfg.evaluation.posebusters:
                 from ..metrics.posebusters import posebusters_rates
-                got[seed].update(prefixed(posebusters_rates(molecules)))
-                data_rows[seed].update(prefixed(posebusters_rates([reference[i] for i in pick])))
+                got[seed].update(posebusters_rates(molecules))
+                data_rows[seed].update(posebusters_rates([reference[i] for i in pick]))
             log(f"[evaluate] seed {seed}: " + ", ".join(f"{k} {got[seed][k]:.3f}" for k in GENERATION_METRICS))
-        for name in [*GENERATION_METRICS, *sorted(k for k in got[seeds[0]] if k.startswith("posebusters_"))]:
+        for name in [*GENERATION_METRICS, *sorted(k for k in got[seeds[0]] if k.startswith(POSEBUSTERS))]:
             report.add(name, [got[s][name] for s in seeds], [data_rows[s].get(name, 0.0) for s in seeds])
-    mae_line = add_property_mae(report, cfg, data, run_dir, test, test_manifest.properties.get(
-        trained_property(cfg) or ""), log)
+    mae_line = add_property_mae(report, cfg, data, run_dir, log)
     report.write(run_dir)
     table = write_results_page(report, run_dir, cfg.description, mae_line, sample_title="model",
                                floor_title="QM9 test molecules / training mean")

@@ -8,8 +8,6 @@ nothing scores). The value is deterministic, so every sampling seed gets the sam
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
-
 import numpy as np
 
 from ..config import ExperimentConfig
@@ -36,10 +34,9 @@ def property_errors(model, table, normalizer, batch_size: int = 256) -> np.ndarr
     return np.concatenate(errors)
 
 
-def add_property_mae(report: Report, cfg: ExperimentConfig, data: PreparedData, run_dir: Path, test,
-                     unit: Optional[str], log) -> str:
-    """Add ``<prop>_mae`` (test) and ``val_<prop>_mae`` to ``report`` when the run's model has a
-    property head; returns the summary line ('' when it has none)."""
+def add_property_mae(report: Report, cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log) -> str:
+    """Add ``<prop>_mae`` (the test split, ``data.reference``) and ``val_<prop>_mae`` to ``report``
+    when the run's model has a property head; returns the summary line ('' when it has none)."""
     from ..data.normalization import PropertyNormalizer
     from ..objectives.registry import trained_property
     from ..train.checkpoint import load_model
@@ -49,6 +46,8 @@ def add_property_mae(report: Report, cfg: ExperimentConfig, data: PreparedData, 
     if prop is None:
         return ""
     checkpoint = trained_checkpoint(cfg, run_dir)
+    test, test_manifest = read_dataset(data.reference, validate=False)
+    unit = test_manifest.properties.get(prop)
     model, _, meta = load_model(checkpoint, use_ema=cfg.sampling.use_ema)
     normalizer = PropertyNormalizer.from_dict(meta.get("property_normalizer") or {}, str(checkpoint))
     scores = {}

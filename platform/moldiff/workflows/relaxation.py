@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import Workflow, register
+from .properties import add_property_mae
 from ..accelerator import actor_gpus, record_stage_devices
 from ..config import ExperimentConfig
 from ..data.relaxation_inputs import JUDGED_AS_MOLECULES, PHYSICAL_KINDS
@@ -102,8 +103,7 @@ def _generation_stats(rows: pa.Table, data: PreparedData, log, use_targets: bool
            "converged_fraction": float(converged.mean())}
     if posebusters:
         from ..metrics.posebusters import posebusters_rates
-        from .generation import prefixed
-        out.update(prefixed(posebusters_rates(molecules)))
+        out.update(posebusters_rates(molecules))
     return out
 
 
@@ -193,7 +193,7 @@ def evaluate_time_model(cfg: ExperimentConfig, data: PreparedData, run_dir: Path
                               "themselves, target 0)",
                     floor_meaning="predicting k = T/2 for every molecule")
     add_time_errors(report, model, table, seeds, cfg.diffusion.n_steps)
-    mae_line = _property_mae(report, cfg, data, run_dir, log)
+    mae_line = add_property_mae(report, cfg, data, run_dir, log)
     report.write(run_dir)
     write_results_page(report, run_dir, cfg.description, mae_line, sample_title="time predictor")
     log("[evaluate] time predictor, mean |k_hat - k|: " + ", ".join(
@@ -201,18 +201,6 @@ def evaluate_time_model(cfg: ExperimentConfig, data: PreparedData, run_dir: Path
         + f"; clean structures read as {report['time_abs_error_clean'].mean:.1f} "
           f"({report['time_abs_error_clean_clamp_first'].mean:.1f} clamping each atom first)")
     return report
-
-
-def _property_mae(report: Report, cfg: ExperimentConfig, data: PreparedData, run_dir: Path, log) -> str:
-    """The property head's MAE on clean test molecules (``objective.terms: [property]``), or ''."""
-    from ..objectives.registry import trained_property
-    from .properties import add_property_mae
-
-    prop = trained_property(cfg)
-    if prop is None:
-        return ""
-    test, manifest = read_dataset(data.reference, validate=False)
-    return add_property_mae(report, cfg, data, run_dir, test, manifest.properties.get(prop), log)
 
 
 def _groups(rows: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -299,7 +287,7 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
         model = load_model(trained_checkpoint(cfg, run_dir), use_ema=cfg.sampling.use_ema)[0].double()
         add_time_errors(report, model, read_dataset(data.validation, validate=False)[0].slice(0, 500), seeds,
                         cfg.diffusion.n_steps)
-    mae_line = _property_mae(report, cfg, data, run_dir, log)
+    mae_line = add_property_mae(report, cfg, data, run_dir, log)
     report.write(run_dir)
     write_results_page(report, run_dir, cfg.description, mae_line, sample_title="relaxed",
                        floor_title="no relaxation")
