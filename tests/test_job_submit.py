@@ -114,3 +114,15 @@ def test_job_submit_runs_an_ablation_study(cluster, tmp_path):
     for objective in ("dsm", "psm"):
         assert f"(img/ablation_ablation_{objective}_hr.png)" in table
         assert (tmp_path / "results" / "img" / f"ablation_ablation_{objective}_hr.png").stat().st_size > 0
+    # the study's reports archived (what git keeps of a study run in another session), the runs
+    # deleted: the page published from the archive holds the same records
+    from moldiff.reporting.archive import archive_study
+    kept = archive_study(study, tmp_path / "archive")
+    assert not list(kept.rglob("*.pt")) and not list(kept.rglob("*.extxyz"))     # no weights, no samples
+    import shutil
+    shutil.rmtree(study)
+    again = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "publish_study.py"), str(kept),
+                            "--name", "ablation", "--output-dir", str(tmp_path / "again"), "--aggregate", "seed",
+                            "--group", "objective"], capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((tmp_path / "again" / "ablation.json").read_text()) == records

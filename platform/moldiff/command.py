@@ -5,6 +5,7 @@
     moldiff sweep SPEC [key=value ...] [--only GROUP=NAME[,NAME]] [--print-config]
     moldiff publish {results,study,sweep,morered} ...     (the publishers' own arguments)
     moldiff calc RUN_DIR FILE [--out OUT.extxyz]          (energies and forces of FILE's structures)
+    moldiff archive STUDY_DIR [...] [--into DIR]           (a finished study's reports, kept in git)
 """
 from __future__ import annotations
 
@@ -72,6 +73,9 @@ def main(argv=None) -> int:
         return import_module(f".reporting.{PUBLISHERS[rest[0]]}", __package__).main(rest[1:])
     if command == "calc":
         return calc(rest)
+    if command == "archive":
+        from .reporting.archive import main as archive
+        return archive(rest)
     print(f"error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -25,6 +25,7 @@ from ..metrics.report import load_report
 from ..plots import plot_hr, plot_study_metric
 from ..workflows import headline
 from ..workflows.molecules import load_hr_curves
+from .archive import trial_dir
 from .expectations import checks_for, judge
 from .files import NOTES, RESULTS, recorded_command
 from .run_page import paper_table
@@ -35,7 +36,7 @@ def trial_rows(study_dir: Path) -> list[dict]:
     for t in summary["trials"]:
         if "metrics" not in t:
             continue
-        run = Path(t["run_dir"])
+        run = trial_dir(study_dir, t["run_dir"])
         report = load_report(run)
         metrics = report.summary_view()
         variants = {k.split(".", 1)[1]: v for k, v in t["params"].items() if k.startswith("variant.")}
