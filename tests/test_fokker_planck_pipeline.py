@@ -63,7 +63,21 @@ def test_single_energy_model_trains_samples_simulates_and_evaluates(ray_session,
         assert entry.floor_mean is not None and entry.floor_mean > 0      # the reference against the training data
     assert saved["iid_js"].labels["footing"] == "reference"
     # two Train workers average gradients by hand (no DDP): both ran and the run finished
-    assert json.loads((run / "checkpoints/final/meta.json").read_text())["world_size"] == 2
+    meta = json.loads((run / "checkpoints/final/meta.json").read_text())
+    assert meta["world_size"] == 2
+    # the trained energy model as an ASE calculator: kT and units read from its checkpoint, and the
+    # forces those its simulation used
+    from ase import Atoms
+    from moldiff.ase import MoldiffCalculator
+    from moldiff.sampling.vector import learned_forces
+    assert meta["dataset"]["kT"] == cfg.data.muller_brown.kT and "Müller-Brown" in meta["dataset"]["units"]["energy"]
+    atoms = Atoms("H", positions=[[-0.5, 1.4, 0.0]], calculator=MoldiffCalculator(run))
+    model, _, _ = load_model(run / "checkpoints/final")
+    expected = learned_forces(model.double(), cfg.data.muller_brown.kT, cfg.simulation.t_sim,
+                              model.state_scale)(np.array([[-0.5, 1.4]]))[0]
+    forces = atoms.get_forces()
+    assert forces[0, :2] == pytest.approx(expected, rel=1e-6) and forces[0, 2] == 0.0
+    assert np.isfinite(atoms.get_potential_energy())
 
 
 def test_experts_train_concurrently_and_assemble_into_a_mixture(ray_session, tmp_path):
@@ -84,6 +98,8 @@ def test_experts_train_concurrently_and_assemble_into_a_mixture(ray_session, tmp
     mixture, _, meta = load_model(cfg.run_dir / "checkpoints/final")
     assert meta["mixture"]["boundaries"] == [0.1, 0.6] and len(mixture.experts) == 3
     assert mixture.expert_at(1e-5).conservative and not mixture.experts[1].conservative
+    from moldiff.ase import MoldiffCalculator
+    assert MoldiffCalculator(cfg.run_dir).kind == "energy"       # the expert that holds t_sim
     assert (cfg.run_dir / "samples/seed_0/sim/data.parquet").exists()
     # a rerun finds every expert trained and only re-assembles the mixture
     log.clear()

@@ -94,6 +94,7 @@ def load_model(directory: str | Path, use_ema: bool = True):
     if cfg.data.is_vector_system:
         from ..models import state_scale
         model.state_scale = state_scale(cfg, meta["sigma_data"])     # the model saw states divided by this
+        model.state_dim = meta.get("state_dim") or 2
     return model, cfg, meta
 
 
@@ -116,10 +117,12 @@ def _load_mixture(directory: Path, meta: dict, use_ema: bool):
     from ..models.experts import TimeIntervalMixture
 
     spec = meta["mixture"]
-    experts = [load_model((directory / rel).resolve(), use_ema)[0] for rel in spec["experts"]]
+    loaded = [load_model((directory / rel).resolve(), use_ema) for rel in spec["experts"]]
+    experts = [model for model, _, _ in loaded]
+    meta = {"dataset": loaded[0][2].get("dataset"), **meta}      # the experts share the training set
     cfg = validate_config(meta["config"], source=str(directory / META_FILE))
     mixture = TimeIntervalMixture(spec["boundaries"], experts)
     mixture.eval()
     if hasattr(experts[0], "state_scale"):                  # state vectors: experts share the training set
-        mixture.state_scale = experts[0].state_scale
+        mixture.state_scale, mixture.state_dim = experts[0].state_scale, experts[0].state_dim
     return mixture, cfg, meta

@@ -248,7 +248,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                         tmp, model_state=core.state_dict(), ema_state=None if ema is None else ema.state_dict(),
                         optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
                         meta={"epoch": epoch + 1, "step": step, "sigma_data": loop_config["sigma_data"],
-                              "state_dim": loop_config.get("state_dim"),
+                              "state_dim": loop_config.get("state_dim"), "dataset": loop_config.get("dataset"),
                               **extras,      # what the objective was trained with (property normaliser, ...)
                               "resumed_from_epoch": start_epoch, "world_size": world,
                               "trained_between": [started, time.time()],

@@ -84,6 +84,8 @@ def train(cfg: ExperimentConfig, data: PreparedData, log: Callable[[str], None] 
                            "state_dim": data.train_manifest.generator.get("state_dim", 2),
                            "steps_per_epoch": steps_per_epoch, "run_dir": str(cfg.run_dir),
                            "dataset_kT": data.train_manifest.kT, "extras": extras,
+                           # kept in every checkpoint: what a trained model's numbers are in (moldiff.ase)
+                           "dataset": {"kT": data.train_manifest.kT, "units": dict(data.train_manifest.units)},
                            "plugins": registered_plugins()},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=cfg.ray.use_gpu,
                                                resources_per_worker=resources,
