@@ -28,7 +28,7 @@ def calc(argv: list[str]) -> int:
     from .ase import MoldiffCalculator
 
     p = argparse.ArgumentParser(prog="moldiff calc", description=calc.__doc__)
-    p.add_argument("run_dir", help="a run directory or checkpoint directory of a model with energies and forces")
+    p.add_argument("run_dir", help="a run directory or checkpoint directory of a model with forces (and an energy)")
     p.add_argument("file", help="structures in any format ASE reads")
     p.add_argument("--index", default=":", help="ASE's frame selection (default: every frame)")
     p.add_argument("--out", default=None, help="write the structures with their energies and forces here (extxyz)")
@@ -41,8 +41,11 @@ def calc(argv: list[str]) -> int:
     done = []
     for i, atoms in enumerate(iread(args.file, index=args.index)):
         atoms.calc = calculator
-        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
-        print(f"{i}\t{atoms.get_chemical_formula()}\tenergy {energy:.6f}\tmax |F| {np.linalg.norm(forces, axis=1).max():.6f}")
+        # a score model has forces only (MoldiffCalculator warns that they derive from no energy)
+        energy = atoms.get_potential_energy() if "energy" in calculator.implemented_properties else None
+        forces = atoms.get_forces()
+        shown = "n/a" if energy is None else f"{energy:.6f}"
+        print(f"{i}\t{atoms.get_chemical_formula()}\tenergy {shown}\tmax |F| {np.linalg.norm(forces, axis=1).max():.6f}")
         atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
         done.append(atoms)
     if args.out:
