@@ -47,6 +47,10 @@ def test_itp_as_and_jt_relax_every_input_once(ray_session, tmp_path):
     joint = tiny_morered(tmp_path, "joint", "joint", **{"relaxation.seeds": "[0, 1]",
                                                         "relaxation.inputs.kinds": "[diffusion, etkdg, prior]"})
     joint_metrics = run_experiment(joint, command="pytest", log=lambda m: None)
+    # four inputs, one of each kind first, beside what each method made of them
+    from PIL import Image
+    assert Image.open(noise.run_dir / "plots/relaxations.png").size == (3 * 220, 4 * 220)    # input, itp, as
+    assert "![relaxations](plots/relaxations.png)" in (joint.run_dir / "results.md").read_text()
     inputs = None
     for cfg, sampler, seeds in ((noise, "itp", [0]), (noise, "as", [0]), (joint, "jt", [0, 1])):
         for seed in seeds:

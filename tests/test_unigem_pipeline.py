@@ -53,6 +53,10 @@ def test_unigem_trains_generates_and_evaluates(ray_session, tmp_path):
     assert saved["lumo_mae"].floor_mean > 0 and saved["lumo_mae"].unit == "meV"
     assert saved["val_lumo_mae"].labels == {"split": "val"} and saved["val_lumo_mae"].metric == "lumo_mae"
     assert metrics["lumo_mae"].per_seed == saved["lumo_mae"].per_seed
+    # a picture of the first seed's molecules (up to 16: here all 12, or the finite ones and a '*'), on the run's page
+    from PIL import Image
+    assert Image.open(run / "plots/molecules.png").size == (4 * 220, 3 * 220)
+    assert "![molecules](plots/molecules.png)" in (run / "results.md").read_text()
     # PoseBusters beside validity and stability, on evaluation again (the same samples)
     from moldiff.config import apply_overrides, validate_config
     busted = validate_config(apply_overrides(cfg.model_dump(mode="json"), ["evaluation.posebusters=true"]))

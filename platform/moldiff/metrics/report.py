@@ -278,7 +278,8 @@ def write_results_page(report: Report, run_dir: Path, description: str = "", pre
     how = f"Reference: {report.reference}." if report.reference else ""
     floor = f" Comparison column: {report.floor_meaning}." if report.floor_meaning else ""
     seeds = f"{report.n_samples} per seed, {report.seed_kind} seeds {report.seeds}."
+    figures = "\n\n".join(f"![{png.stem}](plots/{png.name})" for png in sorted((Path(run_dir) / "plots").glob("*.png")))
     text = "\n\n".join(p for p in (f"# {report.experiment}", description, preamble, f"{seeds} {how}{floor}".strip(),
-                                   table) if p) + "\n"
+                                   table, figures) if p) + "\n"
     write_text(Path(run_dir) / "results.md", text)
     return table

@@ -8,9 +8,8 @@ not depend on how many actors made them.
 """
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -100,9 +99,10 @@ class ActorPool:
         return len(self.actors)
 
     def map(self, submit: Callable[[Any, int], Any], n_chunks: int, on_done: Callable[[int], None] = lambda k: None,
-            actors: list | None = None) -> list:
+            actors: list | None = None, poll: Optional[Callable[[], None]] = None, poll_every_s: float = 2.0) -> list:
         """``submit(actor, k)`` starts chunk k on ``actor`` and returns its object ref;
-        ``on_done(k)`` runs as each chunk lands. ``actors``: a subset of the pool to use."""
+        ``on_done(k)`` runs as each chunk lands. ``actors``: a subset of the pool to use.
+        ``poll()`` runs every ``poll_every_s`` while chunks are out (progress of long chunks)."""
         import ray
 
         actors = self.actors if actors is None else actors
@@ -117,20 +117,28 @@ class ActorPool:
                     pending[ref], refs[next_chunk] = (actor, next_chunk), ref
                     busy.add(actor)
                     next_chunk += 1
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=None if poll is None else poll_every_s)
+            if poll is not None:
+                poll()
             for ref in ready:
                 on_done(pending.pop(ref)[1])
         return ray.get(refs)
 
     def map_counted(self, sizes: list[int], submit: Callable[[Any, int], Any], what: str,
                     log: Callable[[str], None]) -> list:
-        """:meth:`map` over chunks of the given sizes, logging ``done/total what`` as they land."""
-        t0, done, total = time.time(), [0], sum(sizes)
+        """:meth:`map` over chunks of the given sizes, showing ``done/total what`` as they land
+        (a bar on a terminal, log lines elsewhere: ``moldiff.progress``)."""
+        from ..progress import Progress
+
+        progress, done = Progress(what, sum(sizes), log), [0]
 
         def landed(k):
             done[0] += sizes[k]
-            log(f"{what}: {done[0]}/{total} ({time.time() - t0:.0f}s)")
-        return self.map(submit, len(sizes), landed)
+            progress.update(done[0])
+        try:
+            return self.map(submit, len(sizes), landed)
+        finally:
+            progress.close()
 
 
 def start_workers(cfg, worker: type, checkpoint_dir: str, n_actors: int, stage: str = "sample",

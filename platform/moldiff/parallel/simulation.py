@@ -20,6 +20,18 @@ def pool_size(cfg) -> int:
     return max(cfg.ray.num_sampling_actors, cfg.simulation.num_actors if cfg.simulation.enabled else 1)
 
 
+def frames_written(out_dir: Path) -> int:
+    """Frames x chains in the complete blocks under ``out_dir`` (headers only: no frame is read)."""
+    total = 0
+    for block in Path(out_dir).glob("actor_*/block_*.npy"):
+        try:
+            shape = np.load(block, mmap_mode="r").shape
+        except (OSError, ValueError):        # renamed into place while we looked
+            continue
+        total += shape[0] * shape[1]
+    return total
+
+
 def simulate_with_pool(pool: ActorPool, cfg, starts: np.ndarray, kT: float, masses, seed: int, out_dir: Path,
                        log: Callable[[str], None] = print, z: Optional[np.ndarray] = None) -> np.ndarray:
     """Langevin from ``starts`` [chains, D] -> frames [n_frames, chains, D]; ``z``: the composition
@@ -35,6 +47,15 @@ def simulate_with_pool(pool: ActorPool, cfg, starts: np.ndarray, kT: float, mass
     def submit(actor, k):
         return actor.simulate.remote(starts[shares[k]], settings, kT, sim.t_sim, chunk_seed(seed, 1000 + k),
                                      str(out_dir / f"actor_{k}"), f"simulate seed {seed} actor {k + 1}/{len(shares)}", z)
-    frames = np.concatenate(pool.map(submit, len(shares), actors=pool.actors[:len(shares)]), axis=1)
+    from ..progress import Progress
+
+    progress = Progress(f"[simulate] seed {seed}: frames", len(starts) * sim.n_frames, log)
+    try:                  # the actors write their frames block by block: count them on disk while waiting
+        frames = np.concatenate(pool.map(submit, len(shares), actors=pool.actors[:len(shares)],
+                                         poll=lambda: progress.update(frames_written(out_dir)), poll_every_s=10.0),
+                                axis=1)
+        progress.update(frames.shape[0] * frames.shape[1])
+    finally:
+        progress.close()
     log(f"[simulate] seed {seed}: {frames.shape[0] * frames.shape[1]} frames ({time.time() - t0:.0f}s)")
     return frames

@@ -212,6 +212,20 @@ def render(collected: dict, runs: list[dict], time_run: dict | None, throughput:
     return md, records
 
 
+def relaxation_pictures(runs: list[dict], name: str) -> list[str]:
+    """Each run's ``plots/relaxations.png`` (inputs beside what its methods made of them), copied
+    into docs/results/img."""
+    md = []
+    for run in runs:
+        png = run["path"] / "plots" / "relaxations.png"
+        if png.is_file():
+            target = RESULTS / "img" / f"{name}_{run['name']}_relaxations.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(png.read_bytes())
+            md += ["", f"![relaxations of {run['name']}](img/{target.name})"]
+    return (["", "## Pictures (first sampling seed; atoms with a wrong valence by EDM's rule in red)"] + md) if md else []
+
+
 def load_run(path: Path) -> dict:
     from ..experiment import stage_seconds
 
@@ -220,7 +234,7 @@ def load_run(path: Path) -> dict:
         report = load_report(path)
     except ReportError as err:
         raise SystemExit(f"error: {err}") from None
-    return {"name": path.name, "report": report, "seconds": stage_seconds(path),
+    return {"name": path.name, "path": path, "report": report, "seconds": stage_seconds(path),
             "command": recorded_command(path) or "(not recorded)"}
 
 
@@ -238,6 +252,7 @@ def main(argv=None) -> int:
     throughput = json.loads(throughput_file.read_text()) if throughput_file.exists() else None
     paper = yaml.safe_load(PAPER_NUMBERS.read_text()).get("morered")
     md, records = render(collect(runs), runs, time_run, throughput, paper)
+    md += relaxation_pictures(runs, args.name)
     write_result(RESULTS / args.name, md, records)
     print(f"wrote docs/results/{args.name}.md and .json ({len(records)} records)")
     return 0

@@ -116,6 +116,9 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
                 got[seed].update(posebusters_rates(molecules))
                 data_rows[seed].update(posebusters_rates([reference[i] for i in pick]))
             log(f"[evaluate] seed {seed}: " + ", ".join(f"{k} {got[seed][k]:.3f}" for k in GENERATION_METRICS))
+            if seed == seeds[0]:
+                from ..pictures import generated_grid
+                generated_grid(run_dir / "plots" / "molecules.png", molecules)
         for name in [*GENERATION_METRICS, *sorted(k for k in got[seeds[0]] if k.startswith(POSEBUSTERS))]:
             report.add(name, [got[s][name] for s in seeds], [data_rows[s].get(name, 0.0) for s in seeds])
     mae_line = add_property_mae(report, cfg, data, run_dir, log)

@@ -219,6 +219,35 @@ def _groups(rows: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return labels, groups
 
 
+def draw_relaxations(cfg: ExperimentConfig, data: PreparedData, run_dir: Path, labels: list[str], seed: int,
+                     log: Callable[[str], None] = print, n: int = 4) -> None:
+    """``plots/relaxations.png``: one input of each kind (up to ``n``) beside what every method made
+    of it (the methods relax the same inputs)."""
+    from ..data.store import dataset_exists, positions
+    from ..pictures import relaxation_panel
+
+    source = inputs_path(cfg, data)
+    if not labels or not dataset_exists(source):
+        log(f"[evaluate] no relaxation picture: the inputs {source} are gone (the sample stage makes them)")
+        return
+    inputs = read_dataset(source, validate=False)[0]
+    before = dict(zip(inputs.column("id").to_pylist(), positions(inputs)))
+    tables = {label: pq.read_table(relaxed_path(run_dir, label, seed)) for label in labels}
+    first = tables[labels[0]]
+    kinds = first.column("kind").to_pylist()
+    order = [kinds.index(k) for k in dict.fromkeys(kinds)] + list(range(len(kinds)))
+    picked = list(dict.fromkeys(order))[:n]
+    ids = [first.column("id")[i].as_py() for i in picked]
+    rows = [(np.asarray(first.column("z")[i].as_py()), before[ids[k]], f"{kinds[i]} {ids[k]}")
+            for k, i in enumerate(picked)]
+    relaxed = {}
+    for label, table in tables.items():
+        where = {v: j for j, v in enumerate(table.column("id").to_pylist())}
+        pos = positions(table)
+        relaxed[label] = [pos[where[i]] for i in ids]
+    relaxation_panel(run_dir / "plots" / "relaxations.png", rows, relaxed)
+
+
 def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
                    log: Callable[[str], None] = print) -> Report:
     if _model_kind(cfg) == "time":
@@ -289,6 +318,7 @@ def evaluate_stage(cfg: ExperimentConfig, data: PreparedData, run_dir: Path,
                         cfg.diffusion.n_steps)
     mae_line = add_property_mae(report, cfg, data, run_dir, log)
     report.write(run_dir)
+    draw_relaxations(cfg, data, run_dir, list(evaluated_labels(rx, run_dir)), seeds[0], log)
     write_results_page(report, run_dir, cfg.description, mae_line, sample_title="relaxed",
                        floor_title="no relaxation")
     return report
