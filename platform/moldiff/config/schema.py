@@ -651,6 +651,15 @@ class RayConfig(_Section):
     )
 
 
+class TrackingConfig(_Section):
+    """Experiment trackers beside TensorBoard (moldiff.tracking)."""
+    mlflow: bool = Field(False, description="log the config, each epoch's training metrics and the evaluation to "
+                         "MLflow (Ray Train's setup_mlflow; needs mlflow-skinny)")
+    mlflow_uri: Optional[str] = Field(None, description="MLflow tracking URI; null = sqlite:///<output_dir>/mlflow.db, "
+                                      "a local file and no server")
+    experiment: str = Field("moldiff", description="the MLflow experiment the runs go to")
+
+
 class ExperimentConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
@@ -670,6 +679,7 @@ class ExperimentConfig(_Section):
     simulation: SimulationConfig = SimulationConfig()
     relaxation: RelaxationConfig = RelaxationConfig()
     ray: RayConfig = RayConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")
     def _combination_runs(self):

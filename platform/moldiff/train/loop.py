@@ -188,6 +188,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
         if start_epoch:
             print(f"[train] resuming from epoch {start_epoch} (step {step})", flush=True)
     _record_worker(Path(loop_config["run_dir"]), rank, world, start_epoch, device)
+    from ..tracking import training_tracker
+    tracker = training_tracker(cfg)             # MLflow on rank 0 with tracking.mlflow, else None / a no-op
     print_every = max(1, tc.epochs // 20)
     generator = torch.Generator(device=device)
     started = time.time()          # when this worker began training (not when its run was submitted)
@@ -233,6 +235,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
         if rank == 0:
             for k, v in metrics.items():
                 writer.add_scalar(f"train/{k}", v, step)
+            if tracker is not None:
+                tracker.log_metrics({f"train.{k}": float(v) for k, v in metrics.items()}, step=step)
             if (epoch + 1) % print_every == 0 or is_last or epoch == start_epoch:
                 print(f"[train] epoch {epoch + 1}/{tc.epochs} step {step} loss {metrics.get('loss', float('nan')):.4f} "
                       f"lr {metrics['lr']:.2e} {metrics['molecules_per_s']:.0f} mol/s", flush=True)
@@ -258,3 +262,5 @@ def train_loop_per_worker(loop_config: dict) -> None:
             ray.train.report(metrics, checkpoint=ckpt)
     if writer is not None:
         writer.close()
+    if tracker is not None:
+        tracker.end_run()
