@@ -65,7 +65,9 @@ def connect(cfg: RayConfig, quiet: bool = True):
         for key, value in LOCAL_DEFAULTS.items():
             os.environ.setdefault(key, value)
         log("starting an embedded local Ray (set ray.address or RAY_ADDRESS to use a cluster)")
+        # the dashboard answers on this machine only (reach a remote one through an SSH tunnel)
         ray.init(num_cpus=cfg.num_cpus, object_store_memory=cfg.object_store_memory,
-                 include_dashboard=os.environ.get("MOLDIFF_DASHBOARD", "1") != "0", **kwargs)
+                 include_dashboard=os.environ.get("MOLDIFF_DASHBOARD", "1") != "0", dashboard_host="127.0.0.1",
+                 **kwargs)
     ray.data.DataContext.get_current().enable_progress_bars = False
     return ray

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
 from ..atomic import write_text
-from .files import RESULTS
+from .files import CHECKOUT, RESULTS
 
 ARCHIVE = RESULTS / "trials"
 STUDY_FILES = ("summary.json", "sweep.yaml", "command.txt")
@@ -38,6 +37,14 @@ def trial_dir(study_dir: Path, recorded: str) -> Path:
     return study_dir / path.name
 
 
+def copy_portable(source: Path, target: Path, roots: dict[str, str]) -> None:
+    """Copy a text file with this machine's checkout paths (``roots``, longest first) made relative."""
+    text = source.read_text()
+    for root in sorted(roots, key=len, reverse=True):
+        text = text.replace(root, roots[root])
+    target.write_text(text)
+
+
 def archive_study(study_dir: str | Path, into: str | Path = ARCHIVE) -> Path:
     """Copy one finished study (or part) under ``into``/<its name>; returns that directory.
     Refuses a study without a finished trial, and one whose trial lacks its report."""
@@ -51,6 +58,9 @@ def archive_study(study_dir: str | Path, into: str | Path = ARCHIVE) -> Path:
     if not finished:
         raise ValueError(f"{summary_path}: no finished trial to archive")
     target = Path(into) / study_dir.name
+    # the checkouts the study ran in and publishes from: their paths become repository-relative
+    runs = study_dir.resolve().parent
+    roots = {f"{runs}/": "runs/", f"{runs.parent}/": "", f"{CHECKOUT}/": ""}
     trials = []
     for t in finished:
         source = trial_dir(study_dir, t["run_dir"])
@@ -61,11 +71,11 @@ def archive_study(study_dir: str | Path, into: str | Path = ARCHIVE) -> Path:
         names += [str(p.relative_to(source)) for g in TRIAL_GLOBS for p in sorted(source.glob(g))]
         for name in names:
             (target / source.name / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / name, target / source.name / name)
+            copy_portable(source / name, target / source.name / name, roots)
         trials.append({**t, "run_dir": source.name})    # relative: found beside the summary
     for name in STUDY_FILES[1:]:
         if (study_dir / name).is_file():
-            shutil.copyfile(study_dir / name, target / name)
+            copy_portable(study_dir / name, target / name, roots)
     # the summary last: a study directory with a summary is complete
     write_text(target / "summary.json", json.dumps({**summary, "trials": trials}, indent=2, default=str) + "\n")
     return target
