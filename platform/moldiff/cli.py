@@ -63,9 +63,10 @@ def main(argv=None) -> int:
 
     log(f"moldiff {moldiff.__version__} from {package_dir()}")
     command = "python experiments/run.py " + " ".join(shlex.quote(a) for a in argv)
+    from .train.checkpoint import CheckpointError
     try:
         run_experiment(cfg, stages, command=command, log=log)
-    except ConfigError as err:          # found once Ray is up (e.g. ray.use_gpu on a cluster without GPUs)
+    except (ConfigError, CheckpointError) as err:   # found once Ray is up, or in the runs a config names
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -48,6 +48,12 @@ def run_experiment(cfg: ExperimentConfig, stages: Iterable[str] = STAGES, comman
     if cfg.experts:
         from .train.experts import expert_configs
         expert_configs(cfg)                      # a bad member fails here, before any work
+    # the models this run will use, before Ray starts or anything is written: a changed architecture
+    # under this name, another run's model of the wrong kind
+    from .train.run_checks import check_run_name
+    check_run_name(cfg, stages)
+    final = trained_checkpoint(cfg, cfg.run_dir)
+    workflow_for(cfg).check_models(cfg)
     connect(cfg.ray)
     from .accelerator import gpus_needed, require_gpus
     # ray.use_gpu on a cluster without (enough) GPUs fails here, before any stage or file
@@ -57,7 +63,6 @@ def run_experiment(cfg: ExperimentConfig, stages: Iterable[str] = STAGES, comman
     clock = StageClock(run_dir)
     with clock("data"):
         data = prepare_data(cfg.data, log)
-    final = trained_checkpoint(cfg, run_dir)
     if cfg.sampling.checkpoint:                 # a trained model from elsewhere: nothing to train here
         if "train" in stages:
             log(f"[train] skipped: sampling from {final} (sampling.checkpoint)")

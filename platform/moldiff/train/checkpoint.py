@@ -22,6 +22,10 @@ class CheckpointError(ValueError):
     pass
 
 
+# what to do about a damaged or missing checkpoint, said in every error
+RETRAIN = "; rerun that run's train stage, or point at another checkpoint"
+
+
 def save_checkpoint(directory: str | Path, *, model_state: dict, ema_state: Optional[dict],
                     optimizer_state: Optional[dict], scheduler_state: Optional[dict], meta: dict) -> Path:
     directory = Path(directory)
@@ -35,11 +39,13 @@ def save_checkpoint(directory: str | Path, *, model_state: dict, ema_state: Opti
 
 def _load(file: Path) -> Any:
     if not file.is_file():
-        raise CheckpointError(f"{file}: checkpoint file missing")
+        raise CheckpointError(f"{file}: checkpoint file missing{RETRAIN}")
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for damaged files
-        raise CheckpointError(f"{file}: cannot load checkpoint ({type(err).__name__}: {err})") from None
+        # torch's own text (several lines, suggesting weights_only=False) would mislead here
+        raise CheckpointError(f"{file}: cannot load checkpoint: not a readable torch file, damaged or truncated "
+                              f"({type(err).__name__}){RETRAIN}") from None
 
 
 def load_meta(directory: str | Path) -> dict:
@@ -49,7 +55,7 @@ def load_meta(directory: str | Path) -> dict:
     try:
         return json.loads(file.read_text())
     except json.JSONDecodeError as err:
-        raise CheckpointError(f"{file}: not valid JSON: {err}") from None
+        raise CheckpointError(f"{file}: not valid JSON: {err}{RETRAIN}") from None
 
 
 def load_weights(directory: str | Path) -> dict:
@@ -81,7 +87,7 @@ def load_model(directory: str | Path, use_ema: bool = True):
         return _load_mixture(Path(directory), meta, use_ema)
     for key in ("config", "sigma_data"):
         if key not in meta:
-            raise CheckpointError(f"{Path(directory) / META_FILE}: missing key '{key}'")
+            raise CheckpointError(f"{Path(directory) / META_FILE}: missing key '{key}'{RETRAIN}")
     cfg = validate_config(meta["config"], source=str(Path(directory) / META_FILE))
     model = build_model(cfg, meta["sigma_data"], meta.get("state_dim") or 2)
     weights = load_weights(directory)
@@ -89,7 +95,8 @@ def load_model(directory: str | Path, use_ema: bool = True):
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(f"{Path(directory) / MODEL_FILE}: weights do not fit the configured model: {err}") from None
+        raise CheckpointError(f"{Path(directory) / MODEL_FILE}: weights do not fit the configured model: {err}"
+                              f"{RETRAIN}") from None
     model.eval()
     if cfg.data.is_vector_system:
         from ..models import state_scale

@@ -31,6 +31,10 @@ class Workflow:
     summary: ClassVar[str] = ""
     simulates: ClassVar[bool] = False          # runs Langevin with the learned forces (simulation.enabled)
 
+    def check_models(self, cfg) -> None:
+        """Before any stage: the other runs' models this configuration uses are of the right kind
+        (raise ``CheckpointError``). ``sampling.checkpoint`` is checked for every workflow."""
+
     def check(self, cfg) -> list[str]:
         """Problems with running ``cfg`` in this workflow (messages naming the config keys); [] if none."""
         return []
@@ -139,4 +143,6 @@ def trained_checkpoint(cfg, run_dir: Path) -> Path:
     final = given / "checkpoints" / "final" if (given / "checkpoints" / "final").is_dir() else given
     if not (final / "meta.json").is_file():
         raise FileNotFoundError(f"sampling.checkpoint: {final} holds no trained model (no meta.json)")
+    from ..train.run_checks import check_trained_by
+    check_trained_by(cfg, final, "sampling.checkpoint")
     return final

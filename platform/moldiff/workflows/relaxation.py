@@ -341,6 +341,12 @@ class Relaxation(Workflow):
                             + "; ".join(bad.values()))
         return problems
 
+    def check_models(self, cfg) -> None:
+        if cfg.relaxation.time_run is not None:
+            from ..train.run_checks import check_trained_by
+            check_trained_by(cfg, Path(checkpoint_dir(cfg.relaxation.time_run)), "relaxation.time_run",
+                             needs=("morered.time", "morered.joint"))
+
     def sample(self, cfg, data, checkpoint, run_dir, log) -> None:
         sample_stage(cfg, data, checkpoint, run_dir, log)
 
