@@ -38,6 +38,7 @@ def calc(argv: list[str]) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {args.run_dir}: {err}", file=sys.stderr)
         return 2
+    print(f"# {calculator.kind} model; {calculator.units_note}", file=sys.stderr)
     done = []
     for i, atoms in enumerate(iread(args.file, index=args.index)):
         atoms.calc = calculator
