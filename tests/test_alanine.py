@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-openmm = pytest.importorskip("openmm")
+import openmm  # noqa: F401  (required: in the pinned set, so a broken install fails here, not skips)
 
-from moldiff.data.alanine import REMDSettings, run_remd  # noqa: E402
+from moldiff.data.alanine import REMDSettings, run_remd
 from moldiff.physics.alanine import CG_ATOMS, backbone_dihedrals, build_system, dihedral  # noqa: E402
 
 

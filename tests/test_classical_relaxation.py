@@ -3,23 +3,14 @@
 Targets are real small molecules: an RDKit ETKDG embedding (fixed seed) optimised with MMFF94, so
 the MMFF minimum is the target itself; the unstable input is the target plus 0.15 A Gaussian noise.
 """
-import importlib.util
-import time
-
 import numpy as np
 import pytest
+from rdkit import Chem
+from rdkit.Chem import AllChem
 
-pytest.importorskip("rdkit")
-
-from rdkit import Chem  # noqa: E402
-from rdkit.Chem import AllChem  # noqa: E402
-
-from moldiff.metrics.relaxation import kabsch_rmsd  # noqa: E402
-from moldiff.sampling.classical import (ClassicalResult, bonded_molecule, energy_above_minimum,  # noqa: E402
+from moldiff.metrics.relaxation import kabsch_rmsd
+from moldiff.sampling.classical import (ClassicalResult, bonded_molecule, energy_above_minimum,
                                         gfn2_energy, gfn2_reference_energy, gfn2_relax, mmff_relax)
-
-needs_tblite = pytest.mark.skipif(importlib.util.find_spec("tblite") is None,
-                                  reason="GFN2-xTB needs the optional tblite package")
 
 
 def mmff_target(smiles: str, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -95,15 +86,12 @@ def test_mmff_relaxes_a_noisy_input_back_to_the_mmff_minimum(ethanol):
     z, target = ethanol
     start = noisy(target)
     assert kabsch_rmsd(start, target) > 0.1
-    t0 = time.perf_counter()
     result = mmff_relax(z, start, target)
-    elapsed = time.perf_counter() - t0
     assert isinstance(result, ClassicalResult)
     assert result.failed == "" and result.converged
     assert result.pos.shape == (9, 3) and result.pos.dtype == np.float64
     assert 0 < result.n_steps < 1000                     # measured: 36 BFGS iterations
     assert kabsch_rmsd(result.pos, target) < 0.05        # measured: ~3e-6 A, the same minimum
-    assert elapsed < 1.0                                 # measured: ~1 ms
 
 
 def test_mmff_from_its_own_minimum_converges_at_once(ethanol, acetaldehyde):
@@ -156,30 +144,22 @@ def test_mmff_failures_are_reported_not_raised(ethanol):
 # ---------------------------------------------------------------------------------------------------
 # GFN2-xTB
 
-@needs_tblite
 def test_gfn2_energy_of_ethanol(ethanol):
     z, target = ethanol
-    t0 = time.perf_counter()
     energy = gfn2_energy(z, target)
-    elapsed = time.perf_counter() - t0
     # GFN2-xTB total energy of ethanol, measured -310.03 eV (-11.39 Hartree) with tblite 0.8
     assert np.isfinite(energy) and -312.0 < energy < -308.0
-    assert elapsed < 5.0                                 # measured: ~20 ms cold, ~2 ms warm
 
 
-@needs_tblite
 def test_gfn2_relax_lowers_the_energy_and_converges(ethanol):
     z, target = ethanol
     start = noisy(target)
-    t0 = time.perf_counter()
     result = gfn2_relax(z, start)
-    elapsed = time.perf_counter() - t0
     assert result.failed == "" and result.converged and 0 < result.n_steps < 500    # measured: 46 steps
     assert result.energy_eV == pytest.approx(gfn2_energy(z, result.pos), abs=1e-8)
     assert result.energy_eV < gfn2_energy(z, start) - 1.0          # the noisy start is ~3.9 eV higher
     # the GFN2 minimum is near, not at, the MMFF geometry: measured 0.04 A
     assert kabsch_rmsd(result.pos, target) < 0.1
-    assert elapsed < 10.0                                # measured: ~0.1 s
     lbfgs = gfn2_relax(z, start, optimizer="lbfgs")
     assert lbfgs.converged and lbfgs.energy_eV == pytest.approx(result.energy_eV, abs=1e-3)
     bad = start.copy()
@@ -187,7 +167,6 @@ def test_gfn2_relax_lowers_the_energy_and_converges(ethanol):
     assert gfn2_relax(z, bad).failed == "non-finite input positions"
 
 
-@needs_tblite
 def test_energy_above_minimum(ethanol, ethanol_reference_eV):
     z, target = ethanol
     # the MMFF target sits a little above the GFN2 minimum reached from it (two force fields,
@@ -208,7 +187,6 @@ def test_energy_above_minimum(ethanol, ethanol_reference_eV):
     assert abs(energy_above_minimum(z, gfn2.pos, target, reference_eV=ethanol_reference_eV)) < 0.05
 
 
-@needs_tblite
 def test_gfn2_dft_floor_gap_is_the_distance_from_a_geometry_to_its_gfn2_minimum():
     import sys
     from pathlib import Path

@@ -121,7 +121,6 @@ def test_bad_expert_member_and_mismatched_system_fail_before_anything_runs(tmp_p
 
 
 def test_alanine_dipeptide_end_to_end_on_backbone_dihedrals(ray_session, tmp_path):
-    pytest.importorskip("openmm")
     raw = {
         "name": "ala", "output_dir": str(tmp_path / "runs"),
         "data": {"source": "alanine", "root": str(tmp_path / "data"),

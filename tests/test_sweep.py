@@ -6,6 +6,7 @@ import yaml
 
 from conftest import tiny_raw_config
 from moldiff.config import ConfigError
+from moldiff.metrics.report import load_report
 from moldiff.sweep import expand, grid_points, load_spec, run_sweep
 
 
@@ -106,8 +107,9 @@ def test_study_runs_trials_in_stages_and_reevaluates_finalists(ray_session, tmp_
     saved = json.loads((out / "summary.json").read_text())
     assert [t["params"]["variant.objective"] for t in saved["trials"]] and len(saved["trials"]) == 2
     for trial in saved["trials"]:
-        assert trial["epochs"] == 2 and trial["metrics"]["distance_tvd"] >= 0
         run = out / trial["trial"]
+        assert trial["epochs"] == 2 and 0 < trial["metrics"]["distance_tvd"] <= 1
+        assert trial["metrics"]["distance_tvd"] == load_report(run)["distance_tvd"].mean     # what the run itself wrote
         assert trial["trial"].startswith(trial["params"]["variant.objective"] + "-")
         meta = json.loads((run / "checkpoints" / "final" / "meta.json").read_text())
         assert meta["epoch"] == 2 and meta["resumed_from_epoch"] == 1        # the second stage resumed the first

@@ -1,12 +1,11 @@
 """GFN2-xTB Langevin MD (tblite): MD17 layout and units, resumable with the same trajectory."""
 import numpy as np
 import pytest
+import tblite  # noqa: F401  (required: in the pinned set, so a broken install fails here, not skips)
 
-pytest.importorskip("tblite")
-
-from moldiff.data.npz import read_md_npz  # noqa: E402
-from moldiff.data.xtb_md import MDSettings, initial_structure, run_md  # noqa: E402
-from moldiff.physics.xtb import EV_TO_KCAL_PER_MOL, gfn2_calculator  # noqa: E402
+from moldiff.data.npz import read_md_npz
+from moldiff.data.xtb_md import MDSettings, initial_structure, run_md
+from moldiff.physics.xtb import EV_TO_KCAL_PER_MOL, gfn2_calculator
 
 SETTINGS = MDSettings(equilibration_steps=10, save_every=2, n_frames=8, chunk_frames=4, seed=3)
 
