@@ -109,7 +109,8 @@ def test_study_runs_trials_in_stages_and_reevaluates_finalists(ray_session, tmp_
     for trial in saved["trials"]:
         run = out / trial["trial"]
         assert trial["epochs"] == 2 and 0 < trial["metrics"]["distance_tvd"] <= 1
-        assert trial["metrics"]["distance_tvd"] == load_report(run)["distance_tvd"].mean     # what the run itself wrote
+        if trial["trial"] != summary["finalists"][0]["trial"]:     # the finalist's report is its re-evaluation
+            assert trial["metrics"]["distance_tvd"] == load_report(run)["distance_tvd"].mean   # what the run wrote
         assert trial["trial"].startswith(trial["params"]["variant.objective"] + "-")
         meta = json.loads((run / "checkpoints" / "final" / "meta.json").read_text())
         assert meta["epoch"] == 2 and meta["resumed_from_epoch"] == 1        # the second stage resumed the first
