@@ -13,21 +13,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from .train.experts import _flatten as flatten
+
 RUN_DIR_TAG = "moldiff.run_dir"
 
 
 def mlflow_uri(cfg) -> str:
     return cfg.tracking.mlflow_uri or f"sqlite:///{Path(cfg.output_dir).expanduser().resolve() / 'mlflow.db'}"
 
-
-def _flat(values: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def training_tracker(cfg):
@@ -37,7 +30,7 @@ def training_tracker(cfg):
         return None
     from ray.air.integrations.mlflow import setup_mlflow
 
-    params = {k: v for k, v in _flat(cfg.model_dump(mode="json")).items() if v is not None}
+    params = {k: v for k, v in flatten(cfg.model_dump(mode="json")).items() if v is not None}
     return setup_mlflow(params, tracking_uri=mlflow_uri(cfg), experiment_name=cfg.tracking.experiment,
                         run_name=cfg.name, create_experiment_if_not_exists=True,
                         tags={RUN_DIR_TAG: str(cfg.run_dir), "moldiff.variant": cfg.variant}, rank_zero_only=True)

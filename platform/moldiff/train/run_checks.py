@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .experts import _flatten as flatten
+
 from .checkpoint import MODEL_FILE, CheckpointError, load_meta
 
 # what a checkpoint's weights are shaped by: a change here means a different network
@@ -18,18 +20,9 @@ ARCHITECTURE = ("model", "diffusion", "objective.name", "objective.unigem.mode",
                 "objective.terms")
 
 
-def _flat(values: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
 
 def architecture(config: dict) -> dict:
-    flat = _flat(config)
+    flat = flatten(config)
     return {k: v for k, v in flat.items() if any(k == a or k.startswith(a + ".") for a in ARCHITECTURE)}
 
 
