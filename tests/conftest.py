@@ -64,6 +64,16 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def _ray_tasks_only_where_asked(request, monkeypatch):
+    """``parallel.tasks.run_tasks`` goes through Ray whenever Ray is up: a test that does not ask
+    for ``ray_session`` runs its tasks in this process even after another test left Ray running,
+    so no test's path depends on the order the suite runs in (tests/test_tasks.py checks that
+    both paths give the same result)."""
+    if "ray_session" not in request.fixturenames:
+        monkeypatch.setattr("moldiff.parallel.tasks.ray_running", lambda: False)
+
+
 # --- in CI (CI=true) a skipped test fails the run, unless it is listed here with its reason ---
 ALLOWED_SKIPS: dict[str, str] = {
     # "tests/test_x.py::test_on_a_gpu": "needs a CUDA device; run by scripts/gpu_check.sh on one",

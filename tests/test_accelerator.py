@@ -189,7 +189,7 @@ def captured(monkeypatch):
         def map_batches(self, fn, **kwargs):
             seen.append({"udf": fn.__name__, **kwargs})
             raise _Stop
-    monkeypatch.setattr(ray.data, "read_parquet", lambda *a, **k: FakeDataset())
+    monkeypatch.setattr(ray.data, "from_arrow", lambda *a, **k: FakeDataset())
     return seen
 
 

@@ -50,6 +50,10 @@ def test_psm_plus_the_fokker_planck_term_trains_samples_and_simulates_end_to_end
     report = run_experiment(cfg, command="pytest", log=lambda m: None)
     meta = load_meta(cfg.run_dir / "checkpoints" / "final")
     assert meta["world_size"] == 2 and np.isfinite(meta["metrics"]["fp"]) and np.isfinite(meta["metrics"]["objective_loss"])
+    # gradients averaged by hand (an energy model): each rank its own data, bitwise the same weights
+    ranks = [json.loads((cfg.run_dir / "workers" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["last_epoch_first_batch_digest"] != ranks[1]["last_epoch_first_batch_digest"]
+    assert ranks[0]["weights_digest"] == ranks[1]["weights_digest"]
     assert meta["metrics"]["loss"] == pytest.approx(meta["metrics"]["objective_loss"] + 1e-3 * meta["metrics"]["fp"],
                                                     rel=1e-5)
     model, _, _ = load_model(cfg.run_dir / "checkpoints" / "final")

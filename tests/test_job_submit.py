@@ -63,6 +63,12 @@ def test_job_submit_runs_the_experiment_across_two_nodes(cluster, tmp_path):
     assert report.n_samples > 0 and report["distance_tvd"].floor is not None
     meta = json.loads((run / "checkpoints" / "final" / "meta.json").read_text())
     assert meta["world_size"] == 2
+    ranks = [json.loads((run / "workers" / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["node_id"] != ranks[1]["node_id"], ranks           # STRICT_SPREAD: one rank per node
+    assert set(cluster.node_ids()) == {r["node_id"] for r in ranks}
+    for r in ranks:     # each rank imported moldiff from the job's uploaded py_modules, not the venv's install
+        assert "runtime_resources" in r["moldiff"] and "py_modules" in r["moldiff"], r
+        assert not r["moldiff"].startswith(str(ROOT)), r
     assert (run / "plots" / "hr.png").is_file() and (run / "samples" / "seed_0.extxyz").is_file()
 
 

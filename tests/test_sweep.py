@@ -199,8 +199,10 @@ def test_a_study_whose_driver_is_killed_resumes_without_losing_a_finished_trial(
         driver.wait()
     finished = [p.parent for p in out.glob("*/tune_report_epochs*.json")]
     assert len(finished) == 1 and not (out / "summary.json").exists()
+    with pytest.raises(ConfigError, match=r"base\.training\.epochs: 2 -> 3"):     # refused before it starts
+        run_sweep(path, ["training.epochs=3"])
     log = []
-    summary = run_sweep(path, log=log.append)
+    summary = run_sweep(path, ["sweep.max_concurrent_trials=2"], log=log.append)     # scheduling: free to change
     assert any("[sweep] resuming" in m for m in log)
     assert sorted(t["params"]["variant.objective"] for t in summary["trials"] if "metrics" in t) == ["dsm", "psm"]
     stages = [r["stage"] for r in json.loads((finished[0] / "timings.json").read_text())]
@@ -246,3 +248,29 @@ def test_a_study_trained_by_another_samples_its_models_with_another_sampler(ray_
                      "other": {"a": {}}}}))
     with pytest.raises(Exception, match=r"0 of 2 finished trials match the variants"):
         run_sweep(refined, log=lambda m: None)
+
+
+def test_a_changed_study_is_refused_on_resume_unless_restarted(tmp_path):
+    """The differences are listed; --restart moves the old Tune state aside and keeps the trials."""
+    from moldiff.sweep import STUDY_RECORD, check_resume
+
+    out = tmp_path / "study"
+    (out / "tune" / "study").mkdir(parents=True)
+    (out / "trial_a").mkdir()
+    started = {"spec": {"name": "study", "variants": {"o": {"dsm": {}}}, "max_concurrent_trials": 2},
+               "base": {"training": {"epochs": 2}}}
+    (out / STUDY_RECORD).write_text(yaml.safe_dump(started))
+    check_resume(out, started, resumable=True, restart=False, log=print)                       # same study
+    check_resume(out, {**started, "spec": {**started["spec"], "max_concurrent_trials": 1}}, True, False, print)
+    changed = {"spec": {**started["spec"], "variants": {"o": {"dsm": {}, "psm": {}}}}, "base": {"training": {"epochs": 5}}}
+    check_resume(out, changed, resumable=False, restart=False, log=print)      # nothing to resume: no check
+    with pytest.raises(ConfigError) as err:
+        check_resume(out, changed, resumable=True, restart=False, log=print)
+    assert str(out / STUDY_RECORD) in str(err.value) and "--restart" in str(err.value)
+    assert "base.training.epochs: 2 -> 5" in str(err.value) and "spec.variants.o.psm: added {}" in str(err.value)
+    assert (out / "tune" / "study").is_dir()                                  # nothing moved by the refusal
+    log = []
+    check_resume(out, changed, resumable=True, restart=True, log=log.append)
+    aside = list(out.glob("tune.replaced-*"))
+    assert not (out / "tune").exists() and len(aside) == 1 and (aside[0] / "study").is_dir()
+    assert (out / "trial_a").is_dir() and "2 key(s)" in log[0]

@@ -15,6 +15,10 @@ def test_two_workers_checkpoint_and_resume(ray_session, tiny_config):
     meta = load_meta(final)
     assert meta["epoch"] == 2 and meta["world_size"] == 2 and meta["resumed_from_epoch"] == 0
     steps_per_epoch = meta["step"] // 2
+    ranks = [json.loads((cfg.run_dir / "workers" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # DDP: each rank trained on its own data, and both ended with bitwise the same weights
+    assert ranks[0]["last_epoch_first_batch_digest"] != ranks[1]["last_epoch_first_batch_digest"]
+    assert ranks[0]["weights_digest"] == ranks[1]["weights_digest"]
     checkpoints = sorted(p.name for p in (storage_path(cfg) / "train").glob("checkpoint_*") if p.is_dir())
     assert len(checkpoints) == 2                      # one per epoch (keep_checkpoints = 2)
 
@@ -53,12 +57,18 @@ def test_training_survives_a_killed_worker_and_resumes_from_its_last_checkpoint(
     thread.start()
     record = cfg.run_dir / "workers" / "rank0.json"
     deadline = time.time() + 300
-    # two checkpoints written, then a moment for the controller (polling every 0.2 s) to register
-    # the first: a checkpoint in storage that it has not yet heard of would not be resumed from
-    while not (record.exists() and len(list((storage_path(cfg) / "train").glob("checkpoint_*"))) >= 2):
+    # killed once the controller has registered a checkpoint (it says so in its snapshot in
+    # storage): one written but not yet registered would not be resumed from
+    snapshot = storage_path(cfg) / "train" / "checkpoint_manager_snapshot.json"
+
+    def registered() -> bool:
+        try:
+            return json.loads(snapshot.read_text()).get("latest_checkpoint_result") is not None
+        except (OSError, ValueError):            # not written yet, or being rewritten
+            return False
+    while not (record.exists() and registered()):
         assert time.time() < deadline and thread.is_alive(), outcome
         time.sleep(0.1)
-    time.sleep(1.0)
     killed = json.loads(record.read_text())
     os.kill(killed["pid"], signal.SIGKILL)
     thread.join(timeout=600)

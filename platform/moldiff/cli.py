@@ -22,6 +22,8 @@ def parse_args(argv):
     p.add_argument("--only", action="append", default=[], metavar="GROUP=NAME[,NAME]",
                    help="with --sweep: run only these variants of a study (repeatable); the part runs as "
                         "<study>-<names> and benchmarks/publish_study.py merges the parts")
+    p.add_argument("--restart", action="store_true", help="with --sweep: start over a study whose spec or base "
+                   "config changed since its trials started (the old Tune state is moved aside, nothing is deleted)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.epochs=10 ray.num_workers=2")
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
@@ -37,8 +39,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.sweep:
         return _sweep(args)
-    if args.only:
-        print("error: --only selects variants of a study; use it with --sweep", file=sys.stderr)
+    if args.only or args.restart:
+        print(f"error: {'--only' if args.only else '--restart'} applies to a study; use it with --sweep", file=sys.stderr)
         return 2
     if args.config is None:
         print("error: give a CONFIG (or --sweep SPEC)", file=sys.stderr)
@@ -87,7 +89,7 @@ def _sweep(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        run_sweep(args.sweep, overrides, log=log, only=args.only)
+        run_sweep(args.sweep, overrides, log=log, only=args.only, restart=args.restart)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -57,14 +57,18 @@ class LocalCluster:
                                 env=self.env, start_new_session=True, stdout=open(log, "w"), stderr=subprocess.STDOUT)
         self.nodes.append(proc)
 
-    def _alive_nodes(self) -> int:
+    def node_ids(self) -> list[str]:
+        """The Ray node ids of the cluster's live raylets (from the dashboard; [] while it is down)."""
         try:
             with urllib.request.urlopen(f"{self.dashboard_url}/nodes?view=summary", timeout=5) as resp:
                 import json
                 summary = json.loads(resp.read())["data"]["summary"]
-            return sum(1 for n in summary if n.get("raylet", {}).get("state") == "ALIVE")
+            return [n["raylet"]["nodeId"] for n in summary if n.get("raylet", {}).get("state") == "ALIVE"]
         except Exception:
-            return 0
+            return []
+
+    def _alive_nodes(self) -> int:
+        return len(self.node_ids())
 
     def start(self, timeout: float = 180.0) -> "LocalCluster":
         self._start_node(["--head", f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",

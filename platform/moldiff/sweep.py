@@ -301,12 +301,45 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
     return spec, [o for o in overrides if not o.startswith("sweep.")]
 
 
+STUDY_RECORD = "sweep.yaml"         # the spec and base config a study's trials were started with
+# spec fields that decide how trials are scheduled, not what they compute: free to change on resume
+SCHEDULING_FIELDS = ("max_concurrent_trials", "trial_cpus")
+
+
+def check_resume(out: Path, study: dict, resumable: bool, restart: bool, log: Callable[[str], None]) -> None:
+    """A study resumed from its Tune state must be the study that was started: a changed spec or
+    base config is an error listing the differences, unless ``restart``, which moves the old Tune
+    state aside (``tune.replaced-<time>``; the old trials' run directories stay) and starts over."""
+    from .config import dotted_changes
+
+    record = out / STUDY_RECORD
+    if not (resumable and record.exists()):
+        return
+    stored = yaml.safe_load(record.read_text()) or {}
+
+    def compared(s: dict) -> dict:
+        return {"spec": {k: v for k, v in (s.get("spec") or {}).items() if k not in SCHEDULING_FIELDS},
+                "base": s.get("base") or {}}
+    changes = dotted_changes(compared(stored), compared(study))
+    if not changes:
+        return
+    if not restart:
+        shown = "\n  ".join(changes[:20]) + (f"\n  ... and {len(changes) - 20} more" if len(changes) > 20 else "")
+        raise ConfigError(f"{record}: this study was started with a different spec or base config, and resuming "
+                          f"would mix trials of both:\n  {shown}\nrun it as it was, give the study a new name "
+                          "(sweep.name=...), or pass --restart to start it over (its old Tune state is kept aside)")
+    aside = out / f"tune.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+    (out / "tune").rename(aside)
+    log(f"[sweep] --restart: the spec changed ({len(changes)} key(s)); the old Tune state is now {aside}")
+
+
 def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
-              log: Callable[[str], None] = print, only: list[str] | None = None) -> dict:
+              log: Callable[[str], None] = print, only: list[str] | None = None, restart: bool = False) -> dict:
     """Run a sweep or study; returns the summary (also written as summary.json / summary.md).
 
     ``overrides``: ``sweep.<field>=value`` change the spec (e.g. ``sweep.num_samples=1``), all
-    others the base experiment config. ``only``: run a part of a study (:func:`restrict`)."""
+    others the base experiment config. ``only``: run a part of a study (:func:`restrict`).
+    ``restart``: start over a study whose spec changed since its trials started (:func:`check_resume`)."""
     spec_overrides, base_overrides = split_overrides(overrides or [])
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -322,12 +355,15 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
     probe = validate_config(apply_overrides(base, _dotted(spec.overrides)), source=str(spec_path))
     for point in grid_points(spec) if spec.trained_by else []:
         trained_trial(spec, point)          # every trial has its trained model, before anything starts
+    out = Path(probe.output_dir).resolve() / spec.name
+    tune_dir = out / "tune"
+    study = {"spec": spec.model_dump(mode="json"), "base": base}
+    check_resume(out, study, tune.Tuner.can_restore(str(tune_dir / spec.name)), restart, log)
     connect(probe.ray)
     from .accelerator import gpus_needed, require_gpus
     require_gpus(probe.ray, gpus_needed(probe.ray, trains=True), log)      # before the sweep writes anything
-    out = Path(probe.output_dir).resolve() / spec.name
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.yaml").write_text(yaml.safe_dump({"spec": spec.model_dump(mode="json"), "base": base}, sort_keys=False))
+    (out / STUDY_RECORD).write_text(yaml.safe_dump(study, sort_keys=False))
     with open(out / "command.txt", "a") as fh:      # for the results page (benchmarks/publish_sweep.py)
         fh.write(" ".join(["python experiments/run.py --sweep", str(spec_path), *(overrides or []),
                            *(f"--only {o}" for o in only or [])]) + "\n")
@@ -350,7 +386,6 @@ def run_sweep(spec_path: str | Path, overrides: list[str] | None = None,
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=len(spec.budgets or [1]),
                                   grace_period=spec.scheduler.grace_period,
                                   reduction_factor=spec.scheduler.reduction_factor)
-    tune_dir = out / "tune"
     if tune.Tuner.can_restore(str(tune_dir / spec.name)):
         log(f"[sweep] resuming {tune_dir / spec.name}")
         tuner = tune.Tuner.restore(str(tune_dir / spec.name), trainable=trainable, resume_errored=True)

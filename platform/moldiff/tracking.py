@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .train.experts import _flatten as flatten
+from .config import flatten
 
 RUN_DIR_TAG = "moldiff.run_dir"
 

@@ -6,7 +6,7 @@ file, the key path and what is allowed.
     schema    the sections (data, model, diffusion, objective, training, sampling, ...) and the root
     loading   YAML with ``extends``, dotted overrides, validation errors, absolute paths
 """
-from .loading import (PATH_KEYS, absolute_paths, apply_overrides, deep_merge, dump_config,
+from .loading import (PATH_KEYS, absolute_paths, apply_overrides, deep_merge, dotted_changes, dump_config, flatten,
                       format_validation_error, is_uri, load_config, load_raw, validate_config)
 from .schema import (SOURCE_KINDS, STAGES, AlanineSource, AseSource, ConfigError, DataConfig, DiffusionConfig,
                      EvaluationConfig, ExperimentConfig, ExpertsConfig, FokkerPlanckConfig, ForceFieldConfig,
@@ -16,7 +16,8 @@ from .schema import (SOURCE_KINDS, STAGES, AlanineSource, AseSource, ConfigError
                      UniGEMConfig, WindowConfig, XtbMDSource, bf16_conflict)
 
 __all__ = [
-    "PATH_KEYS", "absolute_paths", "apply_overrides", "deep_merge", "dump_config", "format_validation_error",
+    "PATH_KEYS", "absolute_paths", "apply_overrides", "deep_merge", "dotted_changes", "dump_config", "flatten",
+    "format_validation_error",
     "is_uri", "load_config", "load_raw", "validate_config",
     "SOURCE_KINDS", "STAGES", "AlanineSource", "AseSource", "ConfigError", "DataConfig", "DiffusionConfig", "EvaluationConfig",
     "ExperimentConfig", "ExpertsConfig", "FokkerPlanckConfig", "ForceFieldConfig", "GFN2LabelsConfig", "LJSource",

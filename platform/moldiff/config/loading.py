@@ -144,6 +144,34 @@ def absolute_paths(raw: dict, base: Path | None = None) -> dict:
     return out
 
 
+def flatten(nested: dict, prefix: str = "", keep_empty: bool = False) -> dict:
+    """Nested sections become dotted keys, so {"objective": {"fokker_planck": {"alpha": a}}} and
+    "objective.fokker_planck.alpha" mean the same (later entries win); list values stay whole.
+    ``keep_empty``: an empty section stays a key (``{}``) instead of vanishing."""
+    out = {}
+    for key, value in nested.items():
+        if isinstance(value, dict) and (value or not keep_empty):
+            out.update(flatten(value, f"{prefix}{key}.", keep_empty))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def dotted_changes(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` (or ``added`` / ``removed``) for every dotted key where two nested
+    dicts differ, sorted."""
+    a, b = flatten(old, keep_empty=True), flatten(new, keep_empty=True)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key not in a:
+            out.append(f"{key}: added {b[key]!r}")
+        elif key not in b:
+            out.append(f"{key}: removed (was {a[key]!r})")
+        elif a[key] != b[key]:
+            out.append(f"{key}: {a[key]!r} -> {b[key]!r}")
+    return out
+
+
 def is_uri(value: str) -> bool:
     """``s3://bucket/prefix``, ``gs://...``: storage Ray Train reaches through pyarrow.fs, not a path."""
     return "://" in value

@@ -4,11 +4,12 @@ not depend on how many actors made them."""
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from .partial import PartialResults
 from .pool import ActorPool, ModelWorker, chunk_seed, chunk_sizes
 
 
@@ -35,13 +36,15 @@ class GeneratorWorker(ModelWorker):
 
 
 def generate_with_pool(pool: ActorPool, cfg, sizes: np.ndarray, probs: np.ndarray, seed: int,
-                       log: Callable[[str], None] = print) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``cfg.sampling.n_samples`` molecules with atom counts drawn from (sizes, probs)."""
+                       log: Callable[[str], None] = print,
+                       partial: Optional[PartialResults] = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``cfg.sampling.n_samples`` molecules with atom counts drawn from (sizes, probs) (``partial``:
+    as in ``parallel.sampling.sample_with_pool``)."""
     s = cfg.sampling
     chunks = chunk_sizes(s.n_samples, s.batch_size)
     counts = [np.random.default_rng(chunk_seed(seed, k)).choice(sizes, size=n, p=probs) for k, n in enumerate(chunks)]
 
     def submit(actor, k):
         return actor.generate.remote(counts[k], chunk_seed(seed, k), f"seed {seed} chunk {k + 1}/{len(chunks)}")
-    out = pool.map_counted(chunks, submit, f"[sample] seed {seed}: molecules", log)
+    out = pool.map_counted(chunks, submit, f"[sample] seed {seed}: molecules", log, partial)
     return [mol for chunk in out for mol in chunk]

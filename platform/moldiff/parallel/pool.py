@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 
 from ..accelerator import actor_options, describe, device_record, local_device, record_stage_devices
+from .partial import PartialResults, decode_chunk, encode_chunk
 
 
 def chunk_sizes(n: int, batch: int) -> list[int]:
@@ -39,7 +40,10 @@ class ModelWorker:
         install(plugins)                  # objectives registered outside the package, before the config is read
         torch.set_num_threads(torch_threads)
         self.device = local_device(use_gpu)
+        from ..train.checkpoint import checkpoint_digest
+
         self.model, self.cfg, _ = load_model(checkpoint_dir, use_ema=use_ema)
+        self.checkpoint = checkpoint_digest(checkpoint_dir)
         self.model.to(self.device)
         compiled = ""
         if compile:
@@ -59,86 +63,139 @@ class ModelWorker:
                  z=None):
         """Langevin in the data's units with F(x) = kT s(x / scale, t_sim) / scale from ``starts``
         [chains, D], on this actor's device (chains, noise and forces stay there; frames are
-        written to ``out_dir`` block by block as they are made, and returned [n_frames, chains, D])."""
-        from pathlib import Path
-
+        written to ``out_dir`` block by block as they are made, and returned [n_frames, chains, D]).
+        After each block the chains' state is saved beside it (``state.npz``): a run cut short
+        continues from its last block, exactly as if never stopped."""
         import torch
 
-        from ..atomic import write_file
-        from ..sampling.langevin import LangevinSettings, langevin
+        from .partial import PartialResults, digest
+        from ..sampling.langevin import LangevinSettings, LangevinState, langevin
         from ..sampling.vector import learned_forces
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        starts = np.asarray(starts, dtype=np.float64)
+        out = PartialResults(out_dir, {"checkpoint": self.checkpoint, "settings": settings, "kT": kT, "t_sim": t_sim,
+                                       "seed": seed, "starts": digest(starts)}, log=lambda m: print(m, flush=True))
+        s = LangevinSettings(kT=kT, **settings)
+        resume = _stored_langevin(out, s)
+        if resume is not None:
+            print(f"[{label}] [resume] continuing from frame {len(resume.frames)}/{s.n_frames} in {out.dir}", flush=True)
 
-        def save(frames):
+        def write(first, frames):
             def to(tmp):
                 with open(tmp, "wb") as fh:          # a handle: np.save would append .npy to the temp name
                     np.save(fh, frames)
-            return to
+            out.write(f"block_{first:08d}.npy", to)
 
-        def write(first, frames):
-            write_file(out / f"block_{first:08d}.npy", save(frames))
+        def keep(state: LangevinState):
+            out.save_arrays(LANGEVIN_STATE, step=np.array(state.step), x=state.x, v=state.v, rng=state.rng)
 
         model, scale = self.flat_model(z)
-        s = LangevinSettings(kT=kT, **settings)
         forces = learned_forces(model, kT, t_sim, scale)
-        starts = torch.as_tensor(starts, dtype=torch.float64, device=self.device)
-        return langevin(forces, starts, s, seed, on_frames=write,
-                        frames_per_call=max(1, s.n_frames // 10), progress=lambda m: print(m, flush=True), label=label)
+        return langevin(forces, torch.as_tensor(starts, device=self.device), s, seed, on_frames=write,
+                        frames_per_call=max(1, s.n_frames // 10), progress=lambda m: print(m, flush=True), label=label,
+                        on_state=keep, resume=resume)
+
+
+LANGEVIN_STATE = "state.npz"
+
+
+def _stored_langevin(out: PartialResults, settings) -> Optional["LangevinState"]:
+    """The state and frames a simulation cut short left in ``out``, or None to start afresh. The
+    state is written after its block, so blocks past it (written, then killed) are made again."""
+    from ..sampling.langevin import LangevinState
+
+    if LANGEVIN_STATE not in out.names():
+        return None
+    state = out.load_arrays(LANGEVIN_STATE)
+    step = int(state["step"])
+    n_saved = (step - settings.burn_in) // settings.save_every
+    blocks, have = [], 0
+    for name in out.names("block_*.npy"):
+        if int(name[len("block_"):-len(".npy")]) != have or have >= n_saved:
+            break
+        blocks.append(np.load(out.path(name), allow_pickle=False))
+        have += len(blocks[-1])
+    if have != n_saved:            # blocks missing: the state cannot be continued
+        return None
+    return LangevinState(step, state["x"], state["v"], state["rng"], np.concatenate(blocks))
 
 
 class ActorPool:
     """Actors holding one model each; :meth:`map` spreads chunks over them, one chunk per actor at
     a time, and returns the results in chunk order."""
 
-    def __init__(self, actors: list):
+    def __init__(self, actors: list, checkpoint: str = ""):
         self.actors = actors
+        self.checkpoint = checkpoint      # the model's digest: what its partial results are valid for
 
     def __len__(self) -> int:
         return len(self.actors)
 
-    def map(self, submit: Callable[[Any, int], Any], n_chunks: int, on_done: Callable[[int], None] = lambda k: None,
-            actors: list | None = None, poll: Optional[Callable[[], None]] = None, poll_every_s: float = 2.0) -> list:
+    def map(self, submit: Callable[[Any, int], Any], n_chunks: int,
+            on_done: Callable[[int, Any], None] = lambda k, result: None, actors: list | None = None,
+            poll: Optional[Callable[[], None]] = None, poll_every_s: float = 2.0) -> list:
         """``submit(actor, k)`` starts chunk k on ``actor`` and returns its object ref;
-        ``on_done(k)`` runs as each chunk lands. ``actors``: a subset of the pool to use.
+        ``on_done(k, result)`` runs as each chunk lands. ``actors``: a subset of the pool to use.
         ``poll()`` runs every ``poll_every_s`` while chunks are out (progress of long chunks)."""
         import ray
 
         actors = self.actors if actors is None else actors
         pending: dict = {}                      # ref -> (actor, chunk)
-        refs: list = [None] * n_chunks
+        results: list = [None] * n_chunks
         next_chunk = 0
         while next_chunk < n_chunks or pending:
             busy = {actor for actor, _ in pending.values()}
             for actor in actors:
                 if next_chunk < n_chunks and actor not in busy:
                     ref = submit(actor, next_chunk)
-                    pending[ref], refs[next_chunk] = (actor, next_chunk), ref
+                    pending[ref] = (actor, next_chunk)
                     busy.add(actor)
                     next_chunk += 1
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=None if poll is None else poll_every_s)
             if poll is not None:
                 poll()
             for ref in ready:
-                on_done(pending.pop(ref)[1])
-        return ray.get(refs)
+                k = pending.pop(ref)[1]
+                results[k] = ray.get(ref)
+                on_done(k, results[k])
+        return results
 
     def map_counted(self, sizes: list[int], submit: Callable[[Any, int], Any], what: str,
-                    log: Callable[[str], None]) -> list:
+                    log: Callable[[str], None], partial: Optional[PartialResults] = None) -> list:
         """:meth:`map` over chunks of the given sizes, showing ``done/total what`` as they land
-        (a bar on a terminal, log lines elsewhere: ``moldiff.progress``)."""
+        (a bar on a terminal, log lines elsewhere: ``moldiff.progress``). ``partial``: each chunk
+        is stored there as it lands, and chunks already there (a run cut short) are not redone."""
         from ..progress import Progress
 
-        progress, done = Progress(what, sum(sizes), log), [0]
+        results = [None] * len(sizes)
+        stored = set(partial.names("chunk_*.npz")) if partial is not None else set()
+        for k in range(len(sizes)):
+            if _chunk_name(k) in stored:
+                results[k] = decode_chunk(partial.load_arrays(_chunk_name(k)))
+        todo = [k for k in range(len(sizes)) if results[k] is None]
+        done = [sum(sizes) - sum(sizes[k] for k in todo)]
+        if done[0]:
+            log(f"[resume] {what}: {done[0]}/{sum(sizes)} from {partial.dir} (a run cut short); "
+                f"{len(todo)} of {len(sizes)} chunk(s) to go")
+        progress = Progress(what, sum(sizes), log)
+        progress.update(done[0])
 
-        def landed(k):
+        def landed(i, result):
+            k = todo[i]
+            results[k] = result
+            if partial is not None:
+                partial.save_arrays(_chunk_name(k), **encode_chunk(result))
             done[0] += sizes[k]
             progress.update(done[0])
         try:
-            return self.map(submit, len(sizes), landed)
+            self.map(lambda actor, i: submit(actor, todo[i]), len(todo), landed)
         finally:
             progress.close()
+        return results
+
+
+def _chunk_name(k: int) -> str:
+    return f"chunk_{k:06d}.npz"
 
 
 def start_workers(cfg, worker: type, checkpoint_dir: str, n_actors: int, stage: str = "sample",
@@ -168,9 +225,11 @@ def model_pool(cfg, worker: type, checkpoint_dir: str, n_actors: int, stage: str
     """A pool of ``n_actors`` ``worker`` actors for one stage (every seed), killed when it ends."""
     import ray
 
+    from ..train.checkpoint import checkpoint_digest
+
     actors = start_workers(cfg, worker, checkpoint_dir, max(1, n_actors), stage, molecule_calls)
     try:
-        yield ActorPool(actors)
+        yield ActorPool(actors, checkpoint_digest(checkpoint_dir))
     finally:
         for actor in actors:
             ray.kill(actor)

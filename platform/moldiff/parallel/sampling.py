@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from .partial import PartialResults
 from .pool import ActorPool, ModelWorker, chunk_seed, chunk_sizes
 
 
@@ -67,8 +68,9 @@ class ExactScore:
 
 
 def sample_with_pool(pool: ActorPool, cfg, z: np.ndarray, seed: int, log: Callable[[str], None] = print,
-                     oracle: Optional[ExactScore] = None) -> np.ndarray:
-    """``cfg.sampling.n_samples`` molecules of composition ``z`` -> [n, len(z), 3]."""
+                     oracle: Optional[ExactScore] = None, partial: Optional[PartialResults] = None) -> np.ndarray:
+    """``cfg.sampling.n_samples`` molecules of composition ``z`` -> [n, len(z), 3]; ``partial``:
+    where chunks are kept as they land (and found again after a run cut short)."""
     s = cfg.sampling
     chunks = chunk_sizes(s.n_samples, s.batch_size)
     sampling = s.model_dump(mode="json")
@@ -76,4 +78,4 @@ def sample_with_pool(pool: ActorPool, cfg, z: np.ndarray, seed: int, log: Callab
     def submit(actor, k):
         return actor.sample.remote(z, chunks[k], chunk_seed(seed, k), sampling,
                                    f"seed {seed} chunk {k + 1}/{len(chunks)}", oracle)
-    return np.concatenate(pool.map_counted(chunks, submit, f"[sample] seed {seed}: molecules", log))
+    return np.concatenate(pool.map_counted(chunks, submit, f"[sample] seed {seed}: molecules", log, partial))

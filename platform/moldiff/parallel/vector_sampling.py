@@ -8,11 +8,12 @@ on how many actors drew them.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from .partial import PartialResults
 from .pool import ActorPool, ModelWorker, chunk_seed, chunk_sizes
 
 
@@ -42,12 +43,14 @@ class StateWorker(ModelWorker):
         return self.model, self.model.state_scale
 
 
-def sample_states(pool: ActorPool, cfg, dim: int, seed: int, log: Callable[[str], None] = print) -> np.ndarray:
-    """``sampling.n_samples`` iid states by reverse diffusion -> [n, dim]."""
+def sample_states(pool: ActorPool, cfg, dim: int, seed: int, log: Callable[[str], None] = print,
+                  partial: Optional[PartialResults] = None) -> np.ndarray:
+    """``sampling.n_samples`` iid states by reverse diffusion -> [n, dim] (``partial``: as in
+    ``parallel.sampling.sample_with_pool``)."""
     s = cfg.sampling
     chunks = chunk_sizes(s.n_samples, s.batch_size)
 
     def submit(actor, k):
         return actor.sample.remote(chunks[k], dim, chunk_seed(seed, k), s.n_steps,
                                    f"seed {seed} chunk {k + 1}/{len(chunks)}")
-    return np.concatenate(pool.map_counted(chunks, submit, f"[sample] seed {seed}: states", log))
+    return np.concatenate(pool.map_counted(chunks, submit, f"[sample] seed {seed}: states", log, partial))

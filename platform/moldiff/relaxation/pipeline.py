@@ -19,16 +19,18 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from ..atomic import replace_directory, temp_sibling
 from ..config import ConfigError, ExperimentConfig
 from ..data.sources import PreparedData
 from ..data.store import Manifest, dataset_exists, read_dataset, write_dataset
+from ..parallel.partial import MADE_WITH, PartialResults
 from ..plugins import registered as registered_plugins
 from .methods import method, parse_label
 
@@ -333,38 +335,58 @@ def relax_batch_size(n_inputs: int, num_actors: int, slots: int) -> int:
 def relax_file(inputs: Path, out: Path, sampler: str, model_dir, time_dir, num_actors: int, slots: int, seed: int,
                settings: dict, cpus_per_actor: float = 1.0, torch_threads: int = 1, use_ema: bool = True,
                gpus_per_actor: float = 0, precision: str = "float32", compile: bool = False,
-               batch_size: int | None = None) -> int:
+               batch_size: int | None = None, partial: Optional[PartialResults] = None,
+               made_with: Optional[str] = None, log: Callable[[str], None] = print) -> int:
     """Relax every row of the inputs dataset with ``num_actors`` RelaxBatch actors (each holding
     ``gpus_per_actor`` of a GPU; 0: on CPUs); writes ``out/data.parquet`` atomically and returns the
     number of rows (always the number of inputs). ``batch_size``: inputs per Ray Data batch
-    (default :func:`relax_batch_size`; benchmarks set it to compare)."""
+    (default :func:`relax_batch_size`; benchmarks set it to compare). ``partial``: where the relaxed
+    batches are kept as they stream back; a rerun relaxes only the inputs not yet there (each
+    molecule's noise is keyed by its id, so it takes the path an uncut run would, up to the
+    rounding of batching it with other molecules). ``made_with``:
+    the work's id (``parallel.partial.Work``), recorded in ``out/_made_with.json``."""
     import ray
 
-    n_inputs = read_dataset(inputs, validate=False)[1].n_molecules
-    batch = batch_size or relax_batch_size(n_inputs, num_actors, slots)
-    # read before the actors start: once they hold every CPU, Ray Data's read tasks would wait
-    # forever; the relaxed blocks stream back to this driver, which writes them
-    ds = ray.data.read_parquet(str(inputs / "data.parquet")).repartition(-(-n_inputs // batch)).materialize().map_batches(
-        RelaxBatch, batch_format="pyarrow", batch_size=batch,
-        # one batch per actor at a time: an actor queues no batch while another actor sits idle
-        # (Ray Data's default let the first ready actor take both batches of a 2-actor run)
-        compute=ray.data.ActorPoolStrategy(size=num_actors, max_tasks_in_flight_per_actor=1), num_cpus=cpus_per_actor,
-        # a classical method (RDKit) runs on the CPU: it asks for no GPU
-        num_gpus=gpus_per_actor if method(sampler).on_gpu else 0,
-        fn_constructor_kwargs={"model_dir": model_dir, "time_dir": time_dir, "sampler": sampler,
-                               "settings": settings, "slots": slots, "seed": seed,
-                               "torch_threads": torch_threads, "use_ema": use_ema,
-                               "use_gpu": gpus_per_actor > 0 and method(sampler).on_gpu, "precision": precision,
-                               "plugins": registered_plugins(), "compile": compile})
+    table = pq.read_table(inputs / "data.parquet")
+    n_inputs = table.num_rows
+    partial = partial or PartialResults(temp_sibling(out, ".partial"), {}, log=None)     # kept for this call only
+    parts = partial.names("part_*.parquet")
+    done = set().union(*(pq.read_table(partial.path(n), columns=["id"]).column("id").to_pylist() for n in parts))
+    todo = table.filter(pa.array([i not in done for i in table.column("id").to_pylist()])) if done else table
+    if done:
+        log(f"[resume] {out.name}: {len(done)}/{n_inputs} inputs relaxed before the run was cut short "
+            f"({partial.dir}); relaxing the other {todo.num_rows}")
+    if todo.num_rows:
+        batch = batch_size or relax_batch_size(todo.num_rows, num_actors, slots)
+        # in the object store before the actors start: once they hold every CPU, Ray Data's read
+        # tasks would wait forever; the relaxed blocks stream back to this driver, which keeps them
+        ds = ray.data.from_arrow(todo).repartition(-(-todo.num_rows // batch)).materialize().map_batches(
+            RelaxBatch, batch_format="pyarrow", batch_size=batch,
+            # one batch per actor at a time: an actor queues no batch while another actor sits idle
+            # (Ray Data's default let the first ready actor take both batches of a 2-actor run)
+            compute=ray.data.ActorPoolStrategy(size=num_actors, max_tasks_in_flight_per_actor=1), num_cpus=cpus_per_actor,
+            # a classical method (RDKit) runs on the CPU: it asks for no GPU
+            num_gpus=gpus_per_actor if method(sampler).on_gpu else 0,
+            fn_constructor_kwargs={"model_dir": model_dir, "time_dir": time_dir, "sampler": sampler,
+                                   "settings": settings, "slots": slots, "seed": seed,
+                                   "torch_threads": torch_threads, "use_ema": use_ema,
+                                   "use_gpu": gpus_per_actor > 0 and method(sampler).on_gpu, "precision": precision,
+                                   "plugins": registered_plugins(), "compile": compile})
+        for i, block in enumerate(ds.iter_batches(batch_size=None, batch_format="pyarrow"), start=len(parts)):
+            partial.write(f"part_{i:06d}.parquet", lambda tmp, b=block: pq.write_table(b.cast(RELAXED_SCHEMA), tmp))
+    relaxed = pa.concat_tables([pq.read_table(partial.path(n)) for n in partial.names("part_*.parquet")]).cast(RELAXED_SCHEMA)
+    order = pa.compute.index_in(relaxed.column("id"), value_set=table.column("id"))
+    relaxed = relaxed.take(pa.compute.sort_indices(order))        # in the inputs' order, however they streamed
     tmp = temp_sibling(out)
     tmp.mkdir(parents=True)
     try:
-        with pq.ParquetWriter(tmp / "data.parquet", RELAXED_SCHEMA) as writer:
-            for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                writer.write_table(block.cast(RELAXED_SCHEMA))
+        pq.write_table(relaxed, tmp / "data.parquet")
+        if made_with is not None:
+            (tmp / MADE_WITH).write_text(json.dumps({"made_with": made_with}) + "\n")
         replace_directory(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    partial.discard()
     got = pq.read_table(out).num_rows
     if got != n_inputs:
         raise RuntimeError(f"{out}: {got} relaxed rows for {n_inputs} inputs")

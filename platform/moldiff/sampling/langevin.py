@@ -15,6 +15,7 @@ host once per block of ``frames_per_call``.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -44,6 +45,16 @@ class _NumpyChains:
     def n_diverged(self, x) -> int:
         return int((~np.isfinite(x)).any(axis=tuple(range(1, x.ndim))).sum())
 
+    def rng_state(self) -> np.ndarray:
+        return np.frombuffer(json.dumps(self.rng.bit_generator.state).encode(), dtype=np.uint8).copy()
+
+    def restore(self, state: "LangevinState"):
+        self.rng.bit_generator.state = json.loads(state.rng.tobytes().decode())
+        return np.array(state.x, dtype=np.float64), np.array(state.v, dtype=np.float64)
+
+    def to_numpy(self, x) -> np.ndarray:
+        return np.array(x)
+
 
 class _TorchChains:
     def __init__(self, x0, seed: int):
@@ -68,6 +79,16 @@ class _TorchChains:
     def n_diverged(self, x) -> int:
         return int((~self.torch.isfinite(x)).flatten(1).any(1).sum())
 
+    def rng_state(self) -> np.ndarray:
+        return self.generator.get_state().numpy().copy()
+
+    def restore(self, state: "LangevinState"):
+        self.generator.set_state(self.torch.from_numpy(np.array(state.rng, dtype=np.uint8)))
+        return tuple(self.torch.as_tensor(a, dtype=self.torch.float64, device=self.x.device) for a in (state.x, state.v))
+
+    def to_numpy(self, x) -> np.ndarray:
+        return x.detach().cpu().numpy()
+
 
 @dataclass(frozen=True)
 class LangevinSettings:
@@ -86,12 +107,27 @@ class LangevinSettings:
             raise ValueError(f"Langevin masses must be positive, got {self.mass}")
 
 
+@dataclass(frozen=True)
+class LangevinState:
+    """Where a run stands after a block of frames: enough to continue it exactly (the same frames
+    as a run never stopped). ``frames``: every frame saved so far."""
+    step: int
+    x: np.ndarray
+    v: np.ndarray
+    rng: np.ndarray                # the noise generator's state, as bytes
+    frames: np.ndarray             # [n_saved, chains, ...]
+
+
 def langevin(forces: Forces, x0: np.ndarray, settings: LangevinSettings, seed: int,
              on_frames: Optional[Callable[[int, np.ndarray], None]] = None, frames_per_call: int = 100,
-             progress: Optional[Callable[[str], None]] = None, label: str = "langevin") -> np.ndarray:
+             progress: Optional[Callable[[str], None]] = None, label: str = "langevin",
+             on_state: Optional[Callable[[LangevinState], None]] = None,
+             resume: Optional[LangevinState] = None) -> np.ndarray:
     """Run every chain of ``x0`` [chains, ...] and return the saved frames [n_frames, chains, ...].
 
-    ``on_frames(first_index, frames)`` receives blocks of ``frames_per_call`` frames as they are made.
+    ``on_frames(first_index, frames)`` receives blocks of ``frames_per_call`` frames as they are made,
+    and then ``on_state`` the run's state (its ``frames`` empty: the caller has them); ``resume``: a
+    state so recorded (with its frames), from which the run continues as if never stopped.
     A chain that blows up stays non-finite in the output and is counted in the progress lines, so
     callers report it rather than drop it silently.
     """
@@ -106,8 +142,17 @@ def langevin(forces: Forces, x0: np.ndarray, settings: LangevinSettings, seed: i
     out = np.empty((s.n_frames,) + tuple(x.shape))
     block, block_start, start, last_report = [], 0, time.time(), time.time()
     total = s.burn_in + s.n_frames * s.save_every
+    first_step = 1
+    if resume is not None:
+        n_saved = len(resume.frames)
+        if resume.step != s.burn_in + n_saved * s.save_every or resume.x.shape != tuple(x.shape):
+            raise ValueError(f"[{label}] cannot resume: a state at step {resume.step} with {n_saved} frames of "
+                             f"shape {resume.x.shape} does not belong to this run")
+        x, v = chains.restore(resume)
+        out[:n_saved] = resume.frames
+        block_start, first_step = n_saved, resume.step + 1
     flush_every = frames_per_call if on_frames is not None else s.n_frames
-    for step in range(1, total + 1):
+    for step in range(first_step, total + 1):
         v = a * v + kick * forces(x) / m + noise * chains.normal(x.shape)
         x = x + s.dt * v
         if step > s.burn_in and (step - s.burn_in) % s.save_every == 0:
@@ -117,6 +162,9 @@ def langevin(forces: Forces, x0: np.ndarray, settings: LangevinSettings, seed: i
                 out[block_start:k + 1] = chains.to_host(block)
                 if on_frames is not None:
                     on_frames(block_start, out[block_start:k + 1])
+                if on_state is not None:
+                    on_state(LangevinState(step, chains.to_numpy(x), chains.to_numpy(v), chains.rng_state(),
+                                           out[:0]))
                 block, block_start = [], k + 1
         if progress is not None and (time.time() - last_report > 10 or step == total):
             last_report = time.time()

@@ -67,6 +67,24 @@ def load_optimizer(directory: str | Path) -> Optional[dict]:
     return _load(file) if file.exists() else None
 
 
+def checkpoint_digest(directory: str | Path) -> str:
+    """A hash of what a checkpoint computes with (metadata and weights; a mixture's experts'): the
+    fingerprint by which partial results of a stage know the model they were made with."""
+    import hashlib
+
+    directory = Path(directory)
+    meta = load_meta(directory)
+    h = hashlib.sha256((directory / META_FILE).read_bytes())
+    if "mixture" in meta:
+        for rel in meta["mixture"]["experts"]:
+            h.update(checkpoint_digest((directory / rel).resolve()).encode())
+    elif (directory / MODEL_FILE).is_file():
+        with open(directory / MODEL_FILE, "rb") as fh:
+            for piece in iter(lambda: fh.read(1 << 20), b""):
+                h.update(piece)
+    return h.hexdigest()[:16]
+
+
 def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """Copy a checkpoint directory into place atomically (temporary name, then rename)."""
     dst = Path(dst)

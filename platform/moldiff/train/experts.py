@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..config import ConfigError, ExperimentConfig, apply_overrides, validate_config
+from ..config import ConfigError, ExperimentConfig, apply_overrides, flatten, validate_config
 from ..data.sources import PreparedData
 from ..plugins import registered as registered_plugins
 from .checkpoint import CheckpointError, load_meta, save_mixture
@@ -27,7 +27,7 @@ def expert_configs(cfg: ExperimentConfig) -> list[ExperimentConfig]:
     edges = [0.0, *ex.boundaries, 1.0]
     out = []
     for i, member in enumerate(ex.members):
-        overrides = [f"{k}={_yaml_value(v)}" for k, v in _flatten(member).items()]
+        overrides = [f"{k}={_yaml_value(v)}" for k, v in flatten(member).items()]
         try:
             raw = apply_overrides(base, overrides)
         except ConfigError as err:
@@ -56,18 +56,6 @@ def _join(base: str, *parts: str) -> str:
     if is_uri(base):
         return "/".join([base.rstrip("/"), *parts])
     return str(Path(base).expanduser().resolve().joinpath(*parts))
-
-
-def _flatten(member: dict, prefix: str = "") -> dict:
-    """Nested sections become dotted keys, so {"objective": {"fokker_planck": {"alpha": a}}} and
-    "objective.fokker_planck.alpha" mean the same (later entries win); list values stay whole."""
-    out = {}
-    for key, value in member.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _yaml_value(value) -> str:

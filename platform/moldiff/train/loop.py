@@ -108,14 +108,42 @@ def _record_worker(run_dir: Path, rank: int, world: int, start_epoch: int, devic
 
     import ray
 
+    import moldiff
     from ..atomic import write_text
 
     (run_dir / "workers").mkdir(parents=True, exist_ok=True)
     info = {"rank": rank, "world_size": world, "pid": os.getpid(), "host": socket.gethostname(),
             "node_id": ray.get_runtime_context().get_node_id(), "start_epoch": start_epoch, "since": time.time(),
+            "moldiff": str(Path(moldiff.__file__).parent),          # which copy of the package this rank runs
             **accelerator.device_record(device),
             "backend": torch.distributed.get_backend() if world > 1 and torch.distributed.is_initialized() else None}
     write_text(run_dir / "workers" / f"rank{rank}.json", json.dumps(info) + "\n")
+
+
+def tensor_digest(tensors) -> str:
+    """A hash of tensors' exact bytes (in order): equal digests are bitwise-equal tensors."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _record_trained(run_dir: Path, rank: int, model: torch.nn.Module, batch) -> None:
+    """Adds to ``workers/rank<r>.json`` what this rank ended with: a digest of its weights (every
+    rank's must be bitwise the same: they step on the mean gradient) and of the last epoch's first
+    batch (which must differ between ranks: each trains on its own shard)."""
+    import json
+
+    from ..atomic import write_text
+
+    record = run_dir / "workers" / f"rank{rank}.json"
+    info = json.loads(record.read_text())
+    info["weights_digest"] = tensor_digest(model.state_dict().values())
+    info["last_epoch_first_batch_digest"] = None if batch is None else tensor_digest(
+        [batch.pos if hasattr(batch, "pos") else batch.x])
+    write_text(record, json.dumps(info) + "\n")
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -198,9 +226,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
     since_report = 0.0                           # seconds of training since the last report
     for epoch in range(start_epoch, tc.epochs):
         generator.manual_seed(epoch_seed(cfg.seed, rank, epoch))
-        t0, logged, n_mols = time.time(), EpochLogs(device), 0
+        t0, logged, n_mols, first_batch = time.time(), EpochLogs(device), 0, None
         model.train()
         for graphs in batches.epoch(epoch):
+            first_batch = graphs if first_batch is None else first_batch
             if vector_system:
                 graphs = _prepare_states(graphs, scale, tc.augment_rotations, generator)
             with accelerator.autocast(device, tc.precision):
@@ -260,6 +289,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
                     )
                     ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt)
+    if start_epoch < tc.epochs:
+        _record_trained(Path(loop_config["run_dir"]), rank, core, first_batch)
     if writer is not None:
         writer.close()
     if tracker is not None:

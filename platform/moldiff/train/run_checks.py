@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .experts import _flatten as flatten
-
+from ..config import flatten
 from .checkpoint import MODEL_FILE, CheckpointError, load_meta
 
 # what a checkpoint's weights are shaped by: a change here means a different network

@@ -35,6 +35,8 @@ from ..nn.compile import compile_wanted
 from ..relaxation.pipeline import (K_MIN_RECORD, TYPICAL_RELAX_STEPS, checkpoint_dir, evaluated_labels, inputs_path,
                                    prepare_inputs, relax_file, relaxed_path)
 from ..relaxation.threshold import resolve_k_min
+from ..parallel.partial import Work
+from ..train.checkpoint import checkpoint_digest
 
 
 def _model_kind(cfg: ExperimentConfig):
@@ -64,16 +66,23 @@ def sample_stage(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, ru
             k_min = resolve_k_min(rx.k_min, sampler, time_dir or model_dir, data.validation, cfg.sampling.use_ema,
                                   run_dir / "relaxed" / K_MIN_RECORD, log)
         label = m.label(k_min, rx.noise_scale, rx.final_denoise) if m.engine == "reverse_diffusion" else m.label(0)
+        settings = {"max_steps": rx.max_steps, "k_min": k_min, "fmax": rx.fmax,
+                    "noise_scale": rx.noise_scale, "final_denoise": rx.final_denoise}
+        models = {"model": model_dir and checkpoint_digest(model_dir), "time_model": time_dir and checkpoint_digest(time_dir)}
         for seed in rx.seeds:
             out = relaxed_path(run_dir, label, seed)
+            work = Work(run_dir, f"relax-{label}", seed, {**models, "inputs": str(inputs), "sampler": sampler,
+                                                          "settings": settings, "precision": rx.precision,
+                                                          "use_ema": cfg.sampling.use_ema})
+            if work.done_in(out, log):
+                continue
             log(f"[relax] {label}, seed {seed}: {n_inputs} inputs on {rx.num_actors} actor(s), {rx.slots} slots each")
             t0 = time.time()
-            got = relax_file(inputs, out, sampler, model_dir, time_dir, rx.num_actors, rx.slots, seed,
-                             {"max_steps": rx.max_steps, "k_min": k_min, "fmax": rx.fmax,
-                              "noise_scale": rx.noise_scale, "final_denoise": rx.final_denoise},
+            got = relax_file(inputs, out, sampler, model_dir, time_dir, rx.num_actors, rx.slots, seed, settings,
                              cfg.ray.cpus_per_actor, cfg.ray.torch_threads, cfg.sampling.use_ema,
                              actor_gpus(cfg.ray), rx.precision,
-                             compile_wanted(rx.compile, n_inputs / rx.num_actors * TYPICAL_RELAX_STEPS))
+                             compile_wanted(rx.compile, n_inputs / rx.num_actors * TYPICAL_RELAX_STEPS),
+                             partial=work.partial(log), made_with=work.id, log=log)
             devices = sorted(set(pq.read_table(out, columns=["device"]).column("device").to_pylist()))
             record_stage_devices(run_dir, f"relax {label} seed {seed}", [{"device": d} for d in devices])
             log(f"[relax] {label}, seed {seed}: wrote {out} ({got} rows, {time.time() - t0:.0f}s, {rx.precision} "
