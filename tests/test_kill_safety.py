@@ -17,7 +17,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-import yaml
 
 from moldiff.parallel.partial import FINGERPRINT, PartialResults, Work, decode_chunk, encode_chunk
 from moldiff.sampling.langevin import LangevinSettings, LangevinState, langevin
