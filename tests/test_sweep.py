@@ -166,11 +166,12 @@ def _end_of(dist: dict, end: int):
     return values[end]
 
 
-def test_a_study_whose_driver_is_killed_resumes_without_losing_a_finished_trial(ray_session, tmp_path):
-    """The driver (``experiments/run.py --sweep``) is killed with SIGKILL as
-    soon as the first trial has reported (Tune may not have recorded it finished yet); running
-    the study again resumes it: the finished trial is kept as it was (trained, sampled and evaluated
-    once), the rest run, and the summary has both."""
+@pytest.fixture(scope="module")
+def killed_and_resumed_study(ray_session, tmp_path_factory):
+    """A DSM/PSM study whose driver (``experiments/run.py --sweep``) is killed with SIGKILL as soon
+    as the first trial has reported (Tune may not have recorded it finished yet), then run again.
+    What each step saw is returned for the tests below; the finished study also serves as the
+    trained models of the trained_by test (every trial is a whole experiment: worth sharing)."""
     import os
     import signal
     import subprocess
@@ -178,6 +179,7 @@ def test_a_study_whose_driver_is_killed_resumes_without_losing_a_finished_trial(
     import time
     from pathlib import Path
 
+    tmp_path = tmp_path_factory.mktemp("killed_study")
     root = Path(__file__).resolve().parents[1]
     path = write_spec(tmp_path, variants={"objective": {"dsm": {"objective.name": "dsm"},
                                                         "psm": {"objective.name": "psm"}}},
@@ -198,14 +200,25 @@ def test_a_study_whose_driver_is_killed_resumes_without_losing_a_finished_trial(
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     finished = [p.parent for p in out.glob("*/tune_report_epochs*.json")]
-    assert len(finished) == 1 and not (out / "summary.json").exists()
-    with pytest.raises(ConfigError, match=r"base\.training\.epochs: 2 -> 3"):     # refused before it starts
+    summary_after_kill = (out / "summary.json").exists()
+    with pytest.raises(ConfigError) as changed:                     # refused before it starts
         run_sweep(path, ["training.epochs=3"])
     log = []
     summary = run_sweep(path, ["sweep.max_concurrent_trials=2"], log=log.append)     # scheduling: free to change
-    assert any("[sweep] resuming" in m for m in log)
-    assert sorted(t["params"]["variant.objective"] for t in summary["trials"] if "metrics" in t) == ["dsm", "psm"]
-    stages = [r["stage"] for r in json.loads((finished[0] / "timings.json").read_text())]
+    return {"tmp_path": tmp_path, "out": out, "finished": finished, "summary_after_kill": summary_after_kill,
+            "changed_error": str(changed.value), "log": log, "summary": summary}
+
+
+def test_a_study_whose_driver_is_killed_resumes_without_losing_a_finished_trial(killed_and_resumed_study):
+    """Running the killed study again resumes it: the finished trial is kept as it was (trained,
+    sampled and evaluated once), the rest run, and the summary has both; a changed spec is refused."""
+    study = killed_and_resumed_study
+    assert len(study["finished"]) == 1 and not study["summary_after_kill"]
+    assert "base.training.epochs: 2 -> 3" in study["changed_error"]
+    assert any("[sweep] resuming" in m for m in study["log"])
+    trials = study["summary"]["trials"]
+    assert sorted(t["params"]["variant.objective"] for t in trials if "metrics" in t) == ["dsm", "psm"]
+    stages = [r["stage"] for r in json.loads((study["finished"][0] / "timings.json").read_text())]
     assert stages.count("train") == 1 and stages.count("evaluate") == 1, f"the finished trial ran again: {stages}"
 
 
@@ -224,10 +237,10 @@ def test_print_config_of_a_study_validates_every_trial_and_starts_nothing(tmp_pa
     assert "trial x-ID" in err and "unknown objective 'nope'" in err
 
 
-def test_a_study_trained_by_another_samples_its_models_with_another_sampler(ray_session, tmp_path):
+def test_a_study_trained_by_another_samples_its_models_with_another_sampler(killed_and_resumed_study):
+    tmp_path = killed_and_resumed_study["tmp_path"]
+    first = killed_and_resumed_study["summary"]
     variants = {"objective": {"dsm": {"objective.name": "dsm"}, "psm": {"objective.name": "psm"}}}
-    trained = write_spec(tmp_path, variants=variants, max_concurrent_trials=2, overrides={"ray.num_sampling_actors": 1})
-    first = run_sweep(trained, log=lambda m: None)
     refined = tmp_path / "refined.yaml"
     refined.write_text(yaml.safe_dump({
         "name": "refined", "base": "base.yaml", "trained_by": [str(tmp_path / "runs" / "tiny_study")],
@@ -235,6 +248,7 @@ def test_a_study_trained_by_another_samples_its_models_with_another_sampler(ray_
         "overrides": {"ray.num_sampling_actors": 1}}))
     second = run_sweep(refined, log=lambda m: None)
     by_objective = {t["params"]["variant.objective"]: t["run_dir"] for t in first["trials"]}
+    assert len(second["trials"]) == 2
     for t in second["trials"]:
         run = tmp_path / "runs" / "refined" / t["trial"]
         cfg = yaml.safe_load((run / "config.yaml").read_text())

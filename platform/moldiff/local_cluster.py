@@ -23,6 +23,15 @@ from pathlib import Path
 from typing import Optional
 
 
+def _is_zombie(pid: int) -> bool:
+    """An ended process its parent has not reaped yet (state Z in /proc/<pid>/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
@@ -118,23 +127,27 @@ class LocalCluster:
     def _session_pids(self) -> list[int]:
         sessions = {p.pid for p in self.nodes}
         pids = []
+        for p in self.nodes:        # reap the node processes that ended: a zombie keeps its session id
+            p.poll()
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 try:
-                    if os.getsid(int(entry)) in sessions:
+                    if os.getsid(int(entry)) in sessions and not _is_zombie(int(entry)):
                         pids.append(int(entry))
                 except (ProcessLookupError, PermissionError):
                     pass
         return pids
 
-    def stop(self, timeout: float = 30.0) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+    def stop(self, grace: float = 5.0, timeout: float = 30.0) -> None:
+        """SIGTERM to every process of the cluster's sessions; what is left after ``grace`` seconds
+        (``ray start --block`` and its raylets can take half a minute to end) gets SIGKILL."""
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, timeout)):
             for pid in self._session_pids():
                 try:
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
-            deadline = time.time() + timeout
+            deadline = time.time() + wait
             while self._session_pids() and time.time() < deadline:
                 time.sleep(0.5)
             if not self._session_pids():
