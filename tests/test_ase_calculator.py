@@ -21,19 +21,26 @@ def calculator():
     return MoldiffCalculator(model=ForceField(16, 2, 8, 5.0))
 
 
-def test_forces_are_minus_the_energy_gradient_through_ase():
-    atoms = methane()
-    atoms.calc = calculator()
-    forces = atoms.get_forces()
-    h = 1e-5
-    for atom, axis in ((0, 0), (2, 1), (4, 2)):
+def central_differences(atoms, h=1e-5, coordinates=((0, 0), (2, 1), (4, 2))):
+    """-dE/dx by central differences at a few (atom, axis) coordinates, through atoms' calculator."""
+    out = {}
+    for atom, axis in coordinates:
         moved = []
         for sign in (1, -1):
             a = atoms.copy()
             a.calc = atoms.calc
             a.positions[atom, axis] += sign * h
             moved.append(a.get_potential_energy())
-        assert forces[atom, axis] == pytest.approx(-(moved[0] - moved[1]) / (2 * h), abs=1e-6)
+        out[atom, axis] = -(moved[0] - moved[1]) / (2 * h)
+    return out
+
+
+def test_forces_are_minus_the_energy_gradient_through_ase():
+    atoms = methane()
+    atoms.calc = calculator()
+    forces = atoms.get_forces()
+    for (atom, axis), numerical in central_differences(atoms).items():
+        assert forces[atom, axis] == pytest.approx(numerical, abs=1e-6)
 
 
 def test_lbfgs_relaxes_on_the_learned_surface():
@@ -70,15 +77,8 @@ def test_a_conservative_diffusion_model_is_an_energy_whose_gradient_is_its_force
     atoms.calc = MoldiffCalculator(model=model, kT=0.6, t=1e-3, units={"length": "angstrom", "energy": "kcal/mol"})
     forces = atoms.get_forces()
     assert np.abs(forces).max() > 1e-4                  # a real force field, not zeros
-    h = 1e-5
-    for atom, axis in ((0, 0), (2, 1), (4, 2)):
-        moved = []
-        for sign in (1, -1):
-            a = atoms.copy()
-            a.calc = atoms.calc
-            a.positions[atom, axis] += sign * h
-            moved.append(a.get_potential_energy())
-        assert forces[atom, axis] == pytest.approx(-(moved[0] - moved[1]) / (2 * h), rel=1e-5, abs=1e-8)
+    for (atom, axis), numerical in central_differences(atoms).items():
+        assert forces[atom, axis] == pytest.approx(numerical, rel=1e-5, abs=1e-8)
     # the same model in its own units: ASE's numbers are those times 1 kcal/mol in eV
     plain = atoms.copy()
     plain.calc = MoldiffCalculator(model=model, kT=0.6, t=1e-3, units={"length": "angstrom", "energy": "eV"})

@@ -236,3 +236,16 @@ def test_a_relaxation_cut_short_relaxes_only_the_molecules_it_had_not_finished(r
     assert all(same(r, before[r["id"]]) for r in rows if r["id"] in before)     # kept, not relaxed again
     assert all(r["converged"] for r in rows)
     assert work.done_in(out, log=None) and not partial.dir.exists()
+
+
+def test_a_relaxation_that_fails_without_a_resume_place_leaves_no_scratch_behind(ray_session, tmp_path):
+    """Without ``partial`` the relaxed blocks go to a scratch directory beside the output; a failure
+    in the actors (here a learned sampler whose checkpoint is not there) must not leave it behind."""
+    from moldiff.relaxation.pipeline import relax_file
+
+    inputs, out = tmp_path / "inputs", tmp_path / "relaxed" / "itp_seed0"
+    _relax_inputs(inputs)
+    out.parent.mkdir()
+    with pytest.raises(Exception, match="no_model"):
+        relax_file(inputs, out, "itp", tmp_path / "no_model", tmp_path / "no_model", 1, 1, 0, {"max_steps": 5})
+    assert not any(out.parent.iterdir()), list(out.parent.iterdir())

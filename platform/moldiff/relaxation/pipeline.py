@@ -349,7 +349,14 @@ def relax_file(inputs: Path, out: Path, sampler: str, model_dir, time_dir, num_a
 
     table = pq.read_table(inputs / "data.parquet")
     n_inputs = table.num_rows
-    partial = partial or PartialResults(temp_sibling(out, ".partial"), {}, log=None)     # kept for this call only
+    if partial is None:             # no resume asked for: a scratch place, gone however this call ends
+        scratch = PartialResults(temp_sibling(out, ".partial"), {}, log=None)
+        try:
+            return relax_file(inputs, out, sampler, model_dir, time_dir, num_actors, slots, seed, settings,
+                              cpus_per_actor, torch_threads, use_ema, gpus_per_actor, precision, compile,
+                              batch_size, scratch, made_with, log)
+        finally:
+            scratch.discard()
     parts = partial.names("part_*.parquet")
     done = set().union(*(pq.read_table(partial.path(n), columns=["id"]).column("id").to_pylist() for n in parts))
     todo = table.filter(pa.array([i not in done for i in table.column("id").to_pylist()])) if done else table
