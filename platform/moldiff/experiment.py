@@ -85,9 +85,9 @@ def run_experiment(cfg: ExperimentConfig, stages: Iterable[str] = STAGES, comman
         from .dashboard import log_evaluation
         n_images = log_evaluation(run_dir, report)
         log(f"[evaluate] metrics and {n_images} plot(s) on TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
-        from .tracking import log_report, mlflow_uri
-        if log_report(cfg, report):
-            log(f"[evaluate] logged to MLflow ({mlflow_uri(cfg)}, experiment {cfg.tracking.experiment})")
+        from .tracking import log_report
+        for tracker in log_report(cfg, report):
+            log(f"[evaluate] logged to {tracker}")
     return report
 
 

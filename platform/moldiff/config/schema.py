@@ -657,7 +657,13 @@ class TrackingConfig(_Section):
                          "MLflow (Ray Train's setup_mlflow; needs mlflow-skinny)")
     mlflow_uri: Optional[str] = Field(None, description="MLflow tracking URI; null = sqlite:///<output_dir>/mlflow.db, "
                                       "a local file and no server")
-    experiment: str = Field("moldiff", description="the MLflow experiment the runs go to")
+    experiment: str = Field("moldiff", description="the MLflow experiment (and the W&B project) the runs go to")
+    wandb: bool = Field(False, description="log the config, each epoch's training metrics and the evaluation to "
+                        "Weights & Biases (Ray Train's setup_wandb; one W&B run per run directory)")
+    wandb_mode: Literal["offline", "online"] = Field(
+        "offline", description="offline: no account or network, runs kept under <wandb_dir>/wandb for "
+        "`wandb sync`; online: needs WANDB_API_KEY or `wandb login`")
+    wandb_dir: Optional[str] = Field(None, description="where W&B keeps its runs; null = output_dir")
 
 
 class ExperimentConfig(_Section):

@@ -217,7 +217,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             print(f"[train] resuming from epoch {start_epoch} (step {step})", flush=True)
     _record_worker(Path(loop_config["run_dir"]), rank, world, start_epoch, device)
     from ..tracking import training_tracker
-    tracker = training_tracker(cfg)             # MLflow on rank 0 with tracking.mlflow, else None / a no-op
+    tracker = training_tracker(cfg)             # MLflow and/or W&B on rank 0 (no-ops elsewhere), None when off
     print_every = max(1, tc.epochs // 20)
     generator = torch.Generator(device=device)
     started = time.time()          # when this worker began training (not when its run was submitted)
