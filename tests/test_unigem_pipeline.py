@@ -60,11 +60,14 @@ def test_unigem_trains_generates_and_evaluates(ray_session, tmp_path):
     from PIL import Image
     assert Image.open(run / "plots/molecules.png").size == (4 * 220, 3 * 220)
     assert "![molecules](plots/molecules.png)" in (run / "results.md").read_text()
-    # PoseBusters beside validity and stability, on evaluation again (the same samples)
+    # PoseBusters beside validity and stability, on evaluation again (the same samples; the first
+    # seed's only: PoseBusters' energy ratio embeds 50 conformers of each distinct molecule, and one
+    # implausible molecule of this untrained model's second seed took two minutes of that)
     from moldiff.config import apply_overrides, validate_config
-    busted = validate_config(apply_overrides(cfg.model_dump(mode="json"), ["evaluation.posebusters=true"]))
+    busted = validate_config(apply_overrides(cfg.model_dump(mode="json"),
+                                             ["evaluation.posebusters=true", "sampling.seeds=[0]"]))
     again = run_experiment(busted, stages=["evaluate"], command="pytest", log=lambda m: None)
-    assert again["validity"].per_seed == saved["validity"].per_seed
+    assert again["validity"].per_seed == saved["validity"].per_seed[:1]
     assert 0 <= again["posebusters_all"].mean <= again["posebusters_sanitization"].mean <= 1
     assert again["posebusters_bond_lengths"].floor_mean > 0.9      # the QM9 test molecules themselves
 
