@@ -60,6 +60,11 @@ def test_extxyz_and_an_ase_database_give_the_same_converted_frames(tmp_path):
         np.testing.assert_allclose(forces[3], atoms[3].get_forces() * EV, rtol=1e-5, atol=1e-8)
         assert props["dipole_norm"] == [float(i) for i in range(12)]
     np.testing.assert_allclose(read["traj.db"][0], read["traj.extxyz"][0], atol=1e-6)
+    # an index picks the same frames from both (a database read row by row for a forward slice)
+    for index, expected in (("2:9:3", [2, 5, 8]), ("::-4", [11, 7, 3]), ("-2", [10])):
+        for name in ("traj.extxyz", "traj.db"):
+            picked = read_frames(AseFileSettings(str(tmp_path / name), index=index, properties=("dipole_norm",)))
+            assert picked[4]["dipole_norm"] == [float(i) for i in expected], (name, index)
     # nm and kJ/mol convert too
     _, pos_nm, e_kj, f_kj, _, _ = read_frames(AseFileSettings(str(tmp_path / "traj.extxyz"), energy_unit="kJ/mol",
                                                                length_unit="nm"))

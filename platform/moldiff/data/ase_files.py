@@ -74,15 +74,25 @@ def _frames(path: Path, index: str):
     if path.suffix != ".db":
         yield from iread(str(path), index=index)
         return
+    from itertools import islice
+
     from ase.db import connect
     from ase.io.formats import string2index
 
     with connect(str(path)) as db:
-        rows = list(db.select())
-    for row in rows[string2index(index)] if ":" in index else [rows[string2index(index)]]:
-        atoms = row.toatoms()
-        atoms.info.update(row.key_value_pairs)
-        yield atoms
+        picked = range(db.count())[string2index(index)]
+        if isinstance(picked, int):
+            picked = range(picked, picked + 1)
+        # rows stream in id order: a forward slice is read lazily, a reversed one needs them all
+        if picked.step > 0:
+            rows = islice(db.select(), picked.start, picked.stop, picked.step)
+        else:
+            every = list(db.select())
+            rows = (every[i] for i in picked)
+        for row in rows:
+            atoms = row.toatoms()
+            atoms.info.update(row.key_value_pairs)
+            yield atoms
 
 
 def read_frames(s: AseFileSettings):
