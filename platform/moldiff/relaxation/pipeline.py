@@ -18,6 +18,7 @@ import hashlib
 import json
 import shutil
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -349,52 +350,48 @@ def relax_file(inputs: Path, out: Path, sampler: str, model_dir, time_dir, num_a
 
     table = pq.read_table(inputs / "data.parquet")
     n_inputs = table.num_rows
-    if partial is None:             # no resume asked for: a scratch place, gone however this call ends
-        scratch = PartialResults(temp_sibling(out, ".partial"), {}, log=None)
+    with ExitStack() as cleanup:
+        if partial is None:         # no resume asked for: a scratch place, gone however this call ends
+            partial = PartialResults(temp_sibling(out, ".partial"), {}, log=None)
+            cleanup.callback(partial.discard)
+        parts = partial.names("part_*.parquet")
+        done = set().union(*(pq.read_table(partial.path(n), columns=["id"]).column("id").to_pylist() for n in parts))
+        todo = table.filter(pa.array([i not in done for i in table.column("id").to_pylist()])) if done else table
+        if done:
+            log(f"[resume] {out.name}: {len(done)}/{n_inputs} inputs relaxed before the run was cut short "
+                f"({partial.dir}); relaxing the other {todo.num_rows}")
+        if todo.num_rows:
+            batch = batch_size or relax_batch_size(todo.num_rows, num_actors, slots)
+            # in the object store before the actors start: once they hold every CPU, Ray Data's read
+            # tasks would wait forever; the relaxed blocks stream back to this driver, which keeps them
+            ds = ray.data.from_arrow(todo).repartition(-(-todo.num_rows // batch)).materialize().map_batches(
+                RelaxBatch, batch_format="pyarrow", batch_size=batch,
+                # one batch per actor at a time: an actor queues no batch while another actor sits idle
+                # (Ray Data's default let the first ready actor take both batches of a 2-actor run)
+                compute=ray.data.ActorPoolStrategy(size=num_actors, max_tasks_in_flight_per_actor=1), num_cpus=cpus_per_actor,
+                # a classical method (RDKit) runs on the CPU: it asks for no GPU
+                num_gpus=gpus_per_actor if method(sampler).on_gpu else 0,
+                fn_constructor_kwargs={"model_dir": model_dir, "time_dir": time_dir, "sampler": sampler,
+                                       "settings": settings, "slots": slots, "seed": seed,
+                                       "torch_threads": torch_threads, "use_ema": use_ema,
+                                       "use_gpu": gpus_per_actor > 0 and method(sampler).on_gpu, "precision": precision,
+                                       "plugins": registered_plugins(), "compile": compile})
+            for i, block in enumerate(ds.iter_batches(batch_size=None, batch_format="pyarrow"), start=len(parts)):
+                partial.write(f"part_{i:06d}.parquet", lambda tmp, b=block: pq.write_table(b.cast(RELAXED_SCHEMA), tmp))
+        relaxed = pa.concat_tables([pq.read_table(partial.path(n)) for n in partial.names("part_*.parquet")]).cast(RELAXED_SCHEMA)
+        order = pa.compute.index_in(relaxed.column("id"), value_set=table.column("id"))
+        relaxed = relaxed.take(pa.compute.sort_indices(order))        # in the inputs' order, however they streamed
+        tmp = temp_sibling(out)
+        tmp.mkdir(parents=True)
         try:
-            return relax_file(inputs, out, sampler, model_dir, time_dir, num_actors, slots, seed, settings,
-                              cpus_per_actor, torch_threads, use_ema, gpus_per_actor, precision, compile,
-                              batch_size, scratch, made_with, log)
+            pq.write_table(relaxed, tmp / "data.parquet")
+            if made_with is not None:
+                (tmp / MADE_WITH).write_text(json.dumps({"made_with": made_with}) + "\n")
+            replace_directory(tmp, out)
         finally:
-            scratch.discard()
-    parts = partial.names("part_*.parquet")
-    done = set().union(*(pq.read_table(partial.path(n), columns=["id"]).column("id").to_pylist() for n in parts))
-    todo = table.filter(pa.array([i not in done for i in table.column("id").to_pylist()])) if done else table
-    if done:
-        log(f"[resume] {out.name}: {len(done)}/{n_inputs} inputs relaxed before the run was cut short "
-            f"({partial.dir}); relaxing the other {todo.num_rows}")
-    if todo.num_rows:
-        batch = batch_size or relax_batch_size(todo.num_rows, num_actors, slots)
-        # in the object store before the actors start: once they hold every CPU, Ray Data's read
-        # tasks would wait forever; the relaxed blocks stream back to this driver, which keeps them
-        ds = ray.data.from_arrow(todo).repartition(-(-todo.num_rows // batch)).materialize().map_batches(
-            RelaxBatch, batch_format="pyarrow", batch_size=batch,
-            # one batch per actor at a time: an actor queues no batch while another actor sits idle
-            # (Ray Data's default let the first ready actor take both batches of a 2-actor run)
-            compute=ray.data.ActorPoolStrategy(size=num_actors, max_tasks_in_flight_per_actor=1), num_cpus=cpus_per_actor,
-            # a classical method (RDKit) runs on the CPU: it asks for no GPU
-            num_gpus=gpus_per_actor if method(sampler).on_gpu else 0,
-            fn_constructor_kwargs={"model_dir": model_dir, "time_dir": time_dir, "sampler": sampler,
-                                   "settings": settings, "slots": slots, "seed": seed,
-                                   "torch_threads": torch_threads, "use_ema": use_ema,
-                                   "use_gpu": gpus_per_actor > 0 and method(sampler).on_gpu, "precision": precision,
-                                   "plugins": registered_plugins(), "compile": compile})
-        for i, block in enumerate(ds.iter_batches(batch_size=None, batch_format="pyarrow"), start=len(parts)):
-            partial.write(f"part_{i:06d}.parquet", lambda tmp, b=block: pq.write_table(b.cast(RELAXED_SCHEMA), tmp))
-    relaxed = pa.concat_tables([pq.read_table(partial.path(n)) for n in partial.names("part_*.parquet")]).cast(RELAXED_SCHEMA)
-    order = pa.compute.index_in(relaxed.column("id"), value_set=table.column("id"))
-    relaxed = relaxed.take(pa.compute.sort_indices(order))        # in the inputs' order, however they streamed
-    tmp = temp_sibling(out)
-    tmp.mkdir(parents=True)
-    try:
-        pq.write_table(relaxed, tmp / "data.parquet")
-        if made_with is not None:
-            (tmp / MADE_WITH).write_text(json.dumps({"made_with": made_with}) + "\n")
-        replace_directory(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    partial.discard()
-    got = pq.read_table(out).num_rows
-    if got != n_inputs:
-        raise RuntimeError(f"{out}: {got} relaxed rows for {n_inputs} inputs")
-    return got
+            shutil.rmtree(tmp, ignore_errors=True)
+        partial.discard()
+        got = pq.read_table(out).num_rows
+        if got != n_inputs:
+            raise RuntimeError(f"{out}: {got} relaxed rows for {n_inputs} inputs")
+        return got
